@@ -1,0 +1,1 @@
+"""Experiment configuration: YAML files validated by the pydantic schema in ``configs.schema``."""

@@ -1,0 +1,40 @@
+"""Build the Fashion-MNIST demo dataset repository (git + DVC, tags v1.0 and v2.0).
+
+    python datasets/build_fashion_mnist.py            # into datasets/fashion-mnist
+    python datasets/build_fashion_mnist.py --source DIR   # idx .gz files already on disk
+
+Re-running is quick when both tags exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tasks.demo_data import build_dataset_repository  # noqa: E402
+from tasks.errors import MlopsError  # noqa: E402
+from tasks.settings import get_settings  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parent / "fashion-mnist")
+    parser.add_argument("--source", type=Path, help="folder holding the four idx .gz files")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    remote = get_settings().dvc_remote_dir / args.repo.name
+    try:
+        written = build_dataset_repository(args.repo, remote, args.source)
+    except MlopsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.repo}: {'built ' + ', '.join(written) if written else 'already complete'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

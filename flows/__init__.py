@@ -1,0 +1,1 @@
+"""Prefect flows: each wires tasks together, applies gates and returns a small typed result."""

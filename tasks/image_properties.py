@@ -1,0 +1,57 @@
+"""Per-image properties used by data validation, the prediction log and drift monitoring.
+
+Computed on the image as received (before resizing), so a change in what users send, such as
+brightness, size or colour, is visible even when the model input looks the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+PROPERTY_COLUMNS = ("brightness", "contrast", "sharpness", "width", "height", "channels")
+
+
+def content_hash(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def image_properties(image: np.ndarray) -> dict[str, float]:
+    """Brightness and contrast (mean and std of gray levels, 0-1), sharpness (Laplacian variance)."""
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    gray = image if channels == 1 else cv2.cvtColor(image[..., :3], cv2.COLOR_RGB2GRAY)
+    gray = gray.reshape(image.shape[0], image.shape[1]).astype(np.float32) / 255.0
+    return {
+        "brightness": float(gray.mean()),
+        "contrast": float(gray.std()),
+        "sharpness": float(cv2.Laplacian(gray, cv2.CV_32F).var()),
+        "width": float(image.shape[1]),
+        "height": float(image.shape[0]),
+        "channels": float(channels),
+    }
+
+
+def decode_original(content: bytes) -> np.ndarray:
+    """The image as stored, with its own channel count (no conversion), for measuring it."""
+    with Image.open(io.BytesIO(content)) as image:
+        if image.mode not in ("L", "RGB", "RGBA", "LA"):
+            image = image.convert("RGB")  # noqa: PLW2901 - palettes and CMYK measured as RGB
+        return np.asarray(image)
+
+
+def file_properties(path: Path) -> dict[str, float | str]:
+    content = path.read_bytes()
+    return {"sha256": content_hash(content), **image_properties(decode_original(content))}
+
+
+def properties_table(data_dir: Path, manifest: pd.DataFrame) -> pd.DataFrame:
+    """One row per manifest entry: path, split, label, sha256 and the image properties."""
+    rows = [file_properties(data_dir / relative) for relative in manifest["path"]]
+    table = pd.DataFrame(rows, index=manifest.index)
+    return pd.concat([manifest[["path", "split", "label"]], table], axis=1)

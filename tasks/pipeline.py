@@ -1,0 +1,82 @@
+"""tf.data input pipelines: read, preprocess (the shared function), cache, shuffle, batch, augment, prefetch.
+
+Decoded images are cached as uint8 after the first epoch, so later epochs only shuffle, augment
+and batch. Augmentation runs on training batches only, each batch with its own seed drawn from a
+seeded stream, so a run is repeatable whatever the thread timing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tasks.augmentation import augment_batch
+from tasks.preprocessing import InputSpec, preprocess_image
+
+if TYPE_CHECKING:
+    import imgaug.augmenters as iaa
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def encode_labels(labels: pd.Series, class_names: list[str]) -> np.ndarray:
+    index = {name: position for position, name in enumerate(class_names)}
+    unknown = sorted(set(labels) - set(index))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not among the model's classes {class_names}")
+    return labels.map(index).to_numpy(dtype=np.int32)
+
+
+def image_dataset(data_dir: Path, rows: pd.DataFrame, class_names: list[str], spec: InputSpec) -> tf.data.Dataset:
+    """(uint8 image, label index) per manifest row, in manifest order."""
+    paths = [str(data_dir / relative) for relative in rows["path"]]
+    labels = encode_labels(rows["label"], class_names)
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    return dataset.map(
+        lambda path, label: (preprocess_image(tf.io.read_file(path), spec), label),
+        num_parallel_calls=AUTOTUNE,
+    )
+
+
+def training_batches(
+    images: tf.data.Dataset,
+    batch_size: int,
+    seed: int,
+    shuffle_buffer: int,
+    augmenter: iaa.Sequential | None,
+) -> tf.data.Dataset:
+    """Cached, reshuffled each epoch, batched, augmented, cast for the model, prefetched."""
+    batches = images.cache().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    batches = batches.batch(batch_size)
+    if augmenter is not None:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        batches = tf.data.Dataset.zip(batches, seeds).map(
+            lambda batch, batch_seed: _augment(augmenter, batch, batch_seed), num_parallel_calls=AUTOTUNE
+        )
+    return batches.map(_to_model_input, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def evaluation_batches(images: tf.data.Dataset, batch_size: int, cache: bool = True) -> tf.data.Dataset:
+    """Batches in a fixed order with no augmentation, so labels stay aligned with predictions."""
+    if cache:
+        images = images.cache()
+    return images.batch(batch_size).map(_to_model_input, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def _augment(
+    augmenter: iaa.Sequential, batch: tuple[tf.Tensor, tf.Tensor], batch_seed: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    images, labels = batch
+    augmented = tf.numpy_function(
+        lambda x, s: augment_batch(augmenter, x, s), [images, batch_seed], tf.uint8, stateful=False
+    )
+    augmented.set_shape(images.shape)
+    return augmented, labels
+
+
+def _to_model_input(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return tf.cast(images, tf.float32), labels
