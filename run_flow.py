@@ -23,17 +23,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run a train, evaluate, deploy, full or monitor flow.")
     parser.add_argument("--config", required=True, type=Path, help="YAML config file")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
         help="override one setting, e.g. --set train.epochs=1 (repeatable)",
-    )  # fmt: skip
+    )
     return parser.parse_args(argv)
 
 
 def check_config(config: FlowConfig) -> None:
     """Checks that need more than the schema, still before any flow starts."""
     from tasks.augmentation import build_augmenter
+    from tasks.dataset_repo import resolve_revision
 
     build_augmenter(config.train.augmentation, config.train.seed)
+    resolve_revision(config.dataset.path, config.dataset.revision)
 
 
 def resolve_flow(module_name: str) -> Callable[..., Any]:
@@ -43,7 +49,7 @@ def resolve_flow(module_name: str) -> Callable[..., Any]:
     flow_function = getattr(module, name, None)
     if flow_function is None:
         raise MlopsError(f"flow_module {module_name!r} defines no flow named {name!r}")
-    return flow_function  # type: ignore[no-any-return]
+    return flow_function
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect API call otherwise
     prepare_embedded_environment(get_settings())
     try:
         result = resolve_flow(config.flow_module)(config=config, config_file=str(args.config))

@@ -73,7 +73,7 @@ class ValidationConfig(StrictModel):
 class DatasetConfig(StrictModel):
     """Which dataset, at which DVC revision, and how its splits are named."""
 
-    path: Path = Path("datasets/fashion-mnist")
+    path: Path = Field(Path("datasets/fashion-mnist"), validate_default=True)
     revision: str = Field(min_length=1, description="git tag or commit of the dataset repository")
     checkout: bool = Field(True, description="check out the revision when the working copy differs")
     allow_modified: bool = Field(False, description="train on a working copy that differs from revision")

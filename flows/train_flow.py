@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
 from prefect import flow, get_run_logger
+from pydantic import BaseModel
 
 from configs.schema import FlowConfig
 from tasks.model_tasks import build_drift_detectors, discard_workdir, register_model, train_model
@@ -51,7 +51,12 @@ def train_flow(config: FlowConfig, config_file: str = "") -> TrainResult:
         raise
     finish_tracking_run(context, "FINISHED")
     discard_workdir(context)
-    logger.info("Model %s version %s: test accuracy %.4f", config.model.name, version, trained.metrics["test_accuracy"])
+    logger.info(
+        "Model %s version %s: test accuracy %.4f",
+        config.model.name,
+        version,
+        trained.metrics["test_accuracy"],
+    )
     return TrainResult(
         model_name=config.model.name,
         version=version,

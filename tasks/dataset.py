@@ -71,7 +71,11 @@ def read_manifest(data_dir: Path) -> pd.DataFrame:
         paths = sorted(p for p in data_dir.glob("*/*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
         relative = [p.relative_to(data_dir).as_posix() for p in paths]
         manifest = pd.DataFrame(
-            {"path": relative, "label": [r.split("/")[1] for r in relative], "split": [r.split("/")[0] for r in relative]}
+            {
+                "path": relative,
+                "label": [r.split("/")[1] for r in relative],
+                "split": [r.split("/")[0] for r in relative],
+            }
         )
     if manifest.empty:
         raise DatasetRevisionError(f"{data_dir} holds no images in a <split>/<class>/<file> layout")

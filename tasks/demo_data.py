@@ -31,9 +31,17 @@ logger = logging.getLogger(__name__)
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 PACKAGE_DATA_DIR = Path("usr/share/datasets/fashion-mnist")
 CLASS_NAMES = (
-    "t-shirt_top", "trouser", "pullover", "dress", "coat",
-    "sandal", "shirt", "sneaker", "bag", "ankle_boot",
-)  # fmt: skip
+    "t-shirt_top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle_boot",
+)
 
 
 @dataclass(frozen=True)

@@ -50,24 +50,34 @@ def build_reference_features(
     labels = encode_labels(rows["label"], class_names)
     paths = rows["path"].tolist()
     dataset = tf.data.Dataset.from_tensor_slices(([str(data_dir / p) for p in paths], labels, paths))
-    dataset = dataset.map(
-        lambda file, label, path: (preprocess_image(tf.io.read_file(file), spec), label, path),
-        num_parallel_calls=AUTOTUNE,
-    ).batch(batch_size).prefetch(AUTOTUNE)
+    dataset = (
+        dataset.map(
+            lambda file, label, path: (preprocess_image(tf.io.read_file(file), spec), label, path),
+            num_parallel_calls=AUTOTUNE,
+        )
+        .batch(batch_size)
+        .prefetch(AUTOTUNE)
+    )
 
     parts = []
     for images, batch_labels, batch_paths in dataset:
         inputs = tf.cast(images, tf.float32)
         probabilities = classifier(inputs, training=False).numpy()
         encodings = encoder(inputs, training=False).numpy()
-        parts.append(_batch_frame(batch_paths.numpy(), batch_labels.numpy(), probabilities, encodings, class_names))
+        parts.append(
+            _batch_frame(batch_paths.numpy(), batch_labels.numpy(), probabilities, encodings, class_names)
+        )
     features = pd.concat(parts, ignore_index=True)
     measured = properties.drop(columns=["split", "label"], errors="ignore")
     return features.merge(measured, on="path", how="left", validate="one_to_one")
 
 
 def _batch_frame(
-    paths: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, encodings: np.ndarray, class_names: list[str]
+    paths: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    encodings: np.ndarray,
+    class_names: list[str],
 ) -> pd.DataFrame:
     predicted = probabilities.argmax(axis=1)
     frame = pd.DataFrame(

@@ -39,10 +39,10 @@ def image_properties(image: np.ndarray) -> dict[str, float]:
 
 def decode_original(content: bytes) -> np.ndarray:
     """The image as stored, with its own channel count (no conversion), for measuring it."""
-    with Image.open(io.BytesIO(content)) as image:
-        if image.mode not in ("L", "RGB", "RGBA", "LA"):
-            image = image.convert("RGB")  # noqa: PLW2901 - palettes and CMYK measured as RGB
-        return np.asarray(image)
+    with Image.open(io.BytesIO(content)) as opened:
+        if opened.mode in ("L", "RGB", "RGBA", "LA"):
+            return np.asarray(opened)
+        return np.asarray(opened.convert("RGB"))  # palettes, CMYK, 16-bit: measured as RGB
 
 
 def file_properties(path: Path) -> dict[str, float | str]:

@@ -14,8 +14,17 @@ from pydantic import BaseModel
 from tasks.settings import REPO_ROOT
 
 TRACKED_PACKAGES = (
-    "tensorflow-cpu", "keras", "numpy", "imgaug", "mlflow", "prefect", "dvc", "deepchecks", "evidently", "pandas",
-)  # fmt: skip
+    "tensorflow-cpu",
+    "keras",
+    "numpy",
+    "imgaug",
+    "mlflow",
+    "prefect",
+    "dvc",
+    "deepchecks",
+    "evidently",
+    "pandas",
+)
 
 
 @dataclass(frozen=True)

@@ -34,33 +34,56 @@ def input_spec(config: FlowConfig) -> InputSpec:
 
 
 @task(name="train_model", cache_policy=NO_CACHE)
-def train_model(config: FlowConfig, ref: dataset.DatasetRef, table_path: Path, context: RunContext) -> TrainedModel:
+def train_model(
+    config: FlowConfig, ref: dataset.DatasetRef, table_path: Path, context: RunContext
+) -> TrainedModel:
     """Build the pipeline and the network, fit it, measure it on the test split, save it."""
     logger = get_run_logger()
     keras.utils.set_random_seed(config.train.seed)
     data, spec, train_cfg = config.dataset, input_spec(config), config.train
     table = pd.read_parquet(table_path, columns=["path", "split", "label"])
     names = dataset.class_names(table, data.train_split)
-    splits = {s: table[table["split"] == s] for s in (data.train_split, data.validation_split, data.test_split)}
+    splits = {
+        s: table[table["split"] == s] for s in (data.train_split, data.validation_split, data.test_split)
+    }
     augmenter = build_augmenter(train_cfg.augmentation, train_cfg.seed)
+    # Manifests are sorted by class: a shuffle buffer alone would feed the classes in runs.
+    train_rows = splits[data.train_split].sample(frac=1.0, random_state=train_cfg.seed)
     train = training_batches(
-        image_dataset(ref.data_dir, splits[data.train_split], names, spec),
-        train_cfg.batch_size, train_cfg.seed, train_cfg.shuffle_buffer, augmenter,
-    )  # fmt: skip
-    validation = evaluation_batches(image_dataset(ref.data_dir, splits[data.validation_split], names, spec), 512)
+        image_dataset(ref.data_dir, train_rows, names, spec),
+        train_cfg.batch_size,
+        train_cfg.seed,
+        train_cfg.shuffle_buffer,
+        augmenter,
+    )
+    validation = evaluation_batches(
+        image_dataset(ref.data_dir, splits[data.validation_split], names, spec), 512
+    )
     model = build_classifier(config.model, len(names))
     compile_model(model, train_cfg.learning_rate)
     client = tracking.configure_mlflow(context.settings)
-    logger.info("Training %s on %d images (%d classes) for up to %d epochs",
-                model.name, len(splits[data.train_split]), len(names), train_cfg.epochs)  # fmt: skip
+    logger.info(
+        "Training %s on %d images (%d classes) for up to %d epochs",
+        model.name,
+        len(splits[data.train_split]),
+        len(names),
+        train_cfg.epochs,
+    )
     started = time.perf_counter()
     history = fit_model(model, train, validation, train_cfg, MlflowEpochLogger(client, context.run_id))
-    test = evaluation_batches(image_dataset(ref.data_dir, splits[data.test_split], names, spec), 512, cache=False)
+    test = evaluation_batches(
+        image_dataset(ref.data_dir, splits[data.test_split], names, spec), 512, cache=False
+    )
     test_loss, test_accuracy = model.evaluate(test, verbose=0)
-    metrics = {"test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
-               "best_val_accuracy": max(history.get("val_accuracy", [0.0])),
-               "train_seconds": time.perf_counter() - started}  # fmt: skip
-    tracking.log_metrics(client, context.run_id, metrics, step=len(history["loss"]), timestamp=int(time.time() * 1000))
+    metrics = {
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+        "best_val_accuracy": max(history.get("val_accuracy", [0.0])),
+        "train_seconds": time.perf_counter() - started,
+    }
+    tracking.log_metrics(
+        client, context.run_id, metrics, step=len(history["loss"]), timestamp=int(time.time() * 1000)
+    )
     logger.info("Test accuracy %.4f after %d epochs", test_accuracy, len(history["loss"]))
     model_path = context.workdir / "bundle" / MODEL_FILE
     model_path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,8 +110,12 @@ def build_drift_detectors(
         classifier, encoder, ref.data_dir, rows, table, trained.class_names, input_spec(config)
     )
     features.to_parquet(bundle / REFERENCE_FILE, index=False)
-    get_run_logger().info("Reference features: %d rows x %d columns from split %r",
-                          len(features), features.shape[1], drift.reference_split)  # fmt: skip
+    get_run_logger().info(
+        "Reference features: %d rows x %d columns from split %r",
+        len(features),
+        features.shape[1],
+        drift.reference_split,
+    )
     trained.files.update({"uae": bundle / UAE_FILE, "reference": bundle / REFERENCE_FILE})
     return trained
 
@@ -104,10 +131,13 @@ def register_model(
     client = tracking.configure_mlflow(context.settings)
     with mlflow.start_run(run_id=context.run_id):
         info = mlflow.keras.log_model(
-            keras.models.load_model(trained.model_path), name="model",
-            pip_requirements=[f"{k}=={v}" for k, v in metadata["packages"].items() if k in ("tensorflow-cpu", "keras")],
+            keras.models.load_model(trained.model_path),
+            name="model",
+            pip_requirements=[
+                f"{k}=={v}" for k, v in metadata["packages"].items() if k in ("tensorflow-cpu", "keras")
+            ],
             metadata={"class_names": trained.class_names, "input": metadata["input"]},
-        )  # fmt: skip
+        )
     version = tracking.register_version(client, config.model.name, info.model_uri, tracking.CHALLENGER_ALIAS)
     metadata["version"] = version
     metadata["mlflow"] = {"run_id": context.run_id, "model_uri": f"models:/{config.model.name}/{version}"}

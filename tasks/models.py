@@ -21,10 +21,8 @@ def build_classifier(config: ModelConfig, num_classes: int) -> keras.Model:
     height, width = config.input_size
     inputs = keras.Input((height, width, CHANNELS), name="image")
     x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
-    if config.architecture == "small_cnn":
-        x = _small_cnn_body(x, config)
-    else:
-        x = _mobilenet_body(x, config)
+    body = _small_cnn_body if config.architecture == "small_cnn" else _mobilenet_body
+    x = body(x, config)
     x = layers.Dropout(config.dropout)(x)
     x = layers.Dense(config.dense_units, activation="relu", name="embedding")(x)
     x = layers.Dropout(config.dropout)(x)
@@ -36,7 +34,9 @@ def _small_cnn_body(x: keras.KerasTensor, config: ModelConfig) -> keras.KerasTen
     """Conv-ReLU-pool blocks, then flatten: small enough to train Fashion-MNIST in minutes on 2 cores."""
     for block, filters in enumerate(config.filters):
         last = block == len(config.filters) - 1
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=LAST_CONV_LAYER if last else None)(x)
+        x = layers.Conv2D(
+            filters, 3, padding="same", activation="relu", name=LAST_CONV_LAYER if last else None
+        )(x)
         x = layers.MaxPooling2D()(x)
     return layers.Flatten(name="flatten")(x)
 
@@ -64,9 +64,13 @@ def build_uae(input_size: tuple[int, int], encoding_dim: int, seed: int) -> kera
     x = layers.Rescaling(1.0 / 255.0)(inputs)
     for index, filters in enumerate((16, 32, 64)):
         x = layers.Conv2D(
-            filters, 4, strides=2, padding="same", activation="relu",
+            filters,
+            4,
+            strides=2,
+            padding="same",
+            activation="relu",
             kernel_initializer=keras.initializers.GlorotUniform(seed=seed + index),
-        )(x)  # fmt: skip
+        )(x)
     x = layers.Flatten()(x)
     outputs = layers.Dense(
         encoding_dim, kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 100), name="encoding"

@@ -31,7 +31,9 @@ def encode_labels(labels: pd.Series, class_names: list[str]) -> np.ndarray:
     return labels.map(index).to_numpy(dtype=np.int32)
 
 
-def image_dataset(data_dir: Path, rows: pd.DataFrame, class_names: list[str], spec: InputSpec) -> tf.data.Dataset:
+def image_dataset(
+    data_dir: Path, rows: pd.DataFrame, class_names: list[str], spec: InputSpec
+) -> tf.data.Dataset:
     """(uint8 image, label index) per manifest row, in manifest order."""
     paths = [str(data_dir / relative) for relative in rows["path"]]
     labels = encode_labels(rows["label"], class_names)

@@ -49,7 +49,9 @@ def log_params(client: MlflowClient, run_id: str, params: dict[str, str]) -> Non
         client.log_batch(run_id, params=items[start : start + 100])
 
 
-def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int, timestamp: int) -> None:
+def log_metrics(
+    client: MlflowClient, run_id: str, metrics: dict[str, float], step: int, timestamp: int
+) -> None:
     client.log_batch(run_id, metrics=[Metric(k, float(v), timestamp, step) for k, v in metrics.items()])
 
 

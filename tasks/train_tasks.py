@@ -47,8 +47,14 @@ def start_tracking_run(config: FlowConfig, settings: PlatformSettings, config_fi
     client = tracking.configure_mlflow(settings)
     experiment_id = tracking.ensure_experiment(client, config.train.experiment, settings)
     code = code_version()
-    tags = {"config_file": config_file, "git_commit": code.commit, "git_dirty": str(code.dirty).lower(),
-            "config_hash": config_hash(config), "flow": "train", "mlflow.runName": f"train-{config.model.name}"}  # fmt: skip
+    tags = {
+        "config_file": config_file,
+        "git_commit": code.commit,
+        "git_dirty": str(code.dirty).lower(),
+        "config_hash": config_hash(config),
+        "flow": "train",
+        "mlflow.runName": f"train-{config.model.name}",
+    }
     run = client.create_run(experiment_id, tags=tags)
     tracking.log_params(client, run.info.run_id, tracking.flatten(config.model_dump(mode="json")))
     workdir = settings.state_dir / "runs" / run.info.run_id
@@ -67,16 +73,26 @@ def resolve_dataset(config: DatasetConfig, context: RunContext) -> dataset.Datas
     """The dataset at the pinned revision, checked out or refused per the config."""
     ref = dataset.resolve_dataset(config)
     client = tracking.configure_mlflow(context.settings)
-    for key, value in {"dataset.commit": ref.commit, "dataset.content_hash": ref.content_hash,
-                       "dataset.modified": str(ref.modified).lower()}.items():  # fmt: skip
+    for key, value in {
+        "dataset.commit": ref.commit,
+        "dataset.content_hash": ref.content_hash,
+        "dataset.modified": str(ref.modified).lower(),
+    }.items():
         client.set_tag(context.run_id, key, value)
-    get_run_logger().info("Dataset %s at %s = commit %s, content %s", ref.repo.name, ref.revision,
-                          ref.commit[:10], ref.content_hash)  # fmt: skip
+    get_run_logger().info(
+        "Dataset %s at %s = commit %s, content %s",
+        ref.repo.name,
+        ref.revision,
+        ref.commit[:10],
+        ref.content_hash,
+    )
     return ref
 
 
 @task(name="build_property_table", cache_policy=NO_CACHE)
-def build_property_table(ref: dataset.DatasetRef, config: DatasetConfig, seed: int, context: RunContext) -> Path:
+def build_property_table(
+    ref: dataset.DatasetRef, config: DatasetConfig, seed: int, context: RunContext
+) -> Path:
     """Per-image properties of exactly the rows used, cached by the hash of those rows."""
     manifest = dataset.read_manifest(ref.data_dir)
     splits = (config.train_split, config.validation_split, config.test_split)
@@ -90,12 +106,16 @@ def build_property_table(ref: dataset.DatasetRef, config: DatasetConfig, seed: i
         get_run_logger().info("Measured %d images in %.1f s", len(used), time.perf_counter() - started)
     client = tracking.configure_mlflow(context.settings)
     client.set_tag(context.run_id, "dataset.rows_hash", rows_hash)
-    tracking.log_params(client, context.run_id, {f"dataset.rows.{s}": str((used["split"] == s).sum()) for s in splits})
+    tracking.log_params(
+        client, context.run_id, {f"dataset.rows.{s}": str((used["split"] == s).sum()) for s in splits}
+    )
     return cached
 
 
 @task(name="validate_dataset", cache_policy=NO_CACHE)
-def validate_dataset(table_path: Path, config: DatasetConfig, seed: int, context: RunContext) -> dict[str, Any]:
+def validate_dataset(
+    table_path: Path, config: DatasetConfig, seed: int, context: RunContext
+) -> dict[str, Any]:
     """Deepchecks integrity and train/test suites; reports go to MLflow; failures stop the run."""
     logger = get_run_logger()
     if not config.validation.enabled:
@@ -103,7 +123,9 @@ def validate_dataset(table_path: Path, config: DatasetConfig, seed: int, context
         return {"enabled": False}
     table = pd.read_parquet(table_path)
     train, test = (table[table["split"] == s] for s in (config.train_split, config.test_split))
-    outcome = data_validation.validate_dataset(train, test, config.validation, context.workdir / "data_validation", seed)
+    outcome = data_validation.validate_dataset(
+        train, test, config.validation, context.workdir / "data_validation", seed
+    )
     client = tracking.configure_mlflow(context.settings)
     for path in outcome.report_files:
         client.log_artifact(context.run_id, str(path), "data_validation")
@@ -122,7 +144,11 @@ def write_metadata(path: Path, content: dict[str, Any]) -> Path:
 
 
 def model_metadata(
-    config: FlowConfig, ref: dataset.DatasetRef, trained: TrainedModel, input_spec: dict[str, Any], rows_hash: str
+    config: FlowConfig,
+    ref: dataset.DatasetRef,
+    trained: TrainedModel,
+    input_spec: dict[str, Any],
+    rows_hash: str,
 ) -> dict[str, Any]:
     """Everything needed to say which data, code and config made this model, and how to feed it."""
     code = code_version()
@@ -133,14 +159,23 @@ def model_metadata(
         "input": input_spec,
         "preprocessing": {"function": "tasks.preprocessing.preprocess_image", "model_input_dtype": "float32"},
         "architecture": config.model.architecture,
-        "dataset": {"path": ref.repo.name, "revision": ref.revision, "commit": ref.commit,
-                    "content_hash": ref.content_hash, "rows_hash": rows_hash, "modified": ref.modified},  # fmt: skip
+        "dataset": {
+            "path": ref.repo.name,
+            "revision": ref.revision,
+            "commit": ref.commit,
+            "content_hash": ref.content_hash,
+            "rows_hash": rows_hash,
+            "modified": ref.modified,
+        },
         "code": asdict(code),
         "config_hash": config_hash(config),
         "metrics": trained.metrics,
         "epochs_run": trained.epochs_run,
-        "drift": {"uae_dim": config.train.drift.uae_dim, "reference_rows": config.train.drift.reference_rows,
-                  "reference_split": config.train.drift.reference_split},  # fmt: skip
+        "drift": {
+            "uae_dim": config.train.drift.uae_dim,
+            "reference_rows": config.train.drift.reference_rows,
+            "reference_split": config.train.drift.reference_split,
+        },
         "packages": package_versions(),
     }
 

@@ -10,12 +10,12 @@ import keras
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+import matplotlib.pyplot as plt
+import tensorflow as tf
+from mlflow.tracking import MlflowClient
 
-from configs.schema import TrainConfig  # noqa: E402
-from tasks.tracking import log_metrics  # noqa: E402
+from configs.schema import TrainConfig
+from tasks.tracking import log_metrics
 
 
 class MlflowEpochLogger(keras.callbacks.Callback):
@@ -55,12 +55,17 @@ def fit_model(
     stopping = config.early_stopping
     callbacks = [
         keras.callbacks.EarlyStopping(
-            monitor=stopping.monitor, patience=stopping.patience, min_delta=stopping.min_delta,
-            mode="auto", restore_best_weights=True,
+            monitor=stopping.monitor,
+            patience=stopping.patience,
+            min_delta=stopping.min_delta,
+            mode="auto",
+            restore_best_weights=True,
         ),
-        keras.callbacks.ReduceLROnPlateau(monitor=stopping.monitor, factor=0.5, patience=max(1, stopping.patience - 1)),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor=stopping.monitor, factor=0.5, patience=max(1, stopping.patience - 1)
+        ),
         epoch_logger,
-    ]  # fmt: skip
+    ]
     history = model.fit(
         train_batches,
         validation_data=validation_batches,

@@ -1,0 +1,54 @@
+# The two commands: `make run` and `make test`. Everything installs itself into .venv from requirements.lock.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-lock
+CONFIG ?= configs/full_flow_config.yaml
+DATASET := datasets/fashion-mnist
+
+.PHONY: install run train data test test-fast lint format bench lock clean-state help
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+install: $(STAMP) ## create .venv from requirements.lock (quick when nothing changed)
+
+$(STAMP): requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@cp requirements.lock $(STAMP)
+
+data: install ## build the Fashion-MNIST demo dataset repository (tags v1.0, v2.0) if missing
+	$(BIN)/python datasets/build_fashion_mnist.py --repo $(DATASET)
+
+run: install data ## run the full flow on configs/full_flow_config.yaml (CONFIG=... for another)
+	$(BIN)/python run_flow.py --config $(CONFIG)
+
+train: install data ## run the train flow alone
+	$(BIN)/python run_flow.py --config configs/train_config.yaml
+
+test: install ## the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install ## unit tests only (no flows, no training)
+	$(BIN)/python -m pytest -m "not flow and not slow" $(PYTEST_ARGS)
+
+lint: install ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy configs tasks flows run_flow.py datasets/build_fashion_mnist.py
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install data ## benchmarks: input pipeline vs training step
+	$(BIN)/python benchmarks/input_pipeline.py
+
+lock: ## rewrite requirements.lock from the current .venv
+	{ head -2 requirements.lock; $(BIN)/pip freeze --all | grep -vE '^(pip|setuptools|wheel)=='; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean-state: ## delete the embedded state folder (.mlops): runs, registry, storage, DVC remote
+	rm -rf .mlops

@@ -1,0 +1,149 @@
+"""Config files: every shipped one validates; mistakes name the key, the file and what is expected."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from configs.schema import REPO_ROOT, load_config
+from tasks.errors import ConfigError
+
+SHIPPED = sorted((REPO_ROOT / "configs").glob("*.yaml"))
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+MINIMAL = """
+flow_module: flows.train_flow
+model: {name: demo}
+dataset: {revision: v2.0}
+"""
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_config_is_valid_and_has_no_absolute_path(path: Path) -> None:
+    config = load_config(path)
+    assert config.dataset.path.is_relative_to(REPO_ROOT)
+    assert "/work/" not in path.read_text() and "/home/" not in path.read_text()
+
+
+def test_config_misspelt_key_names_key_file_and_allowed_keys(tmp_path: Path) -> None:
+    path = write_config(tmp_path, MINIMAL + "train: {epochz: 3}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert str(path) in message
+    assert "train.epochz: unknown key" in message
+    assert "epochs" in message  # what was probably meant
+
+
+def test_config_wrong_type_says_what_is_expected(tmp_path: Path) -> None:
+    path = write_config(tmp_path, MINIMAL + "train: {epochs: ten}\n")
+    with pytest.raises(ConfigError, match=r"train\.epochs: Input should be a valid integer.*'ten'"):
+        load_config(path)
+
+
+def test_config_missing_required_section_is_named(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "flow_module: flows.train_flow\nmodel: {name: demo}\n")
+    with pytest.raises(ConfigError, match=r"dataset: required key is missing"):
+        load_config(path)
+
+
+def test_config_nested_list_error_has_index(tmp_path: Path) -> None:
+    path = write_config(tmp_path, MINIMAL + "train:\n  augmentation:\n    - {name: Fliplr, parms: {}}\n")
+    with pytest.raises(
+        ConfigError, match=r"train\.augmentation\[0\]\.parms: unknown key; allowed here: name, params"
+    ):
+        load_config(path)
+
+
+def test_config_threshold_must_name_direction(tmp_path: Path) -> None:
+    path = write_config(tmp_path, MINIMAL + "evaluate:\n  thresholds: {accuracy: [0.9, above]}\n")
+    with pytest.raises(ConfigError, match=r"evaluate\.thresholds\.accuracy"):
+        load_config(path)
+    good = write_config(
+        tmp_path, MINIMAL + "evaluate:\n  thresholds: {accuracy: [0.9, lower], recall/coat: [0.7, lower]}\n"
+    )
+    assert load_config(good).evaluate.thresholds["recall/coat"] == (0.7, "lower")
+
+
+def test_config_overrides_are_parsed_as_yaml_and_validated(tmp_path: Path) -> None:
+    path = write_config(tmp_path, MINIMAL)
+    config = load_config(path, ["train.epochs=2", "dataset.limit_per_split=50", "model.filters=[8, 16]"])
+    assert (config.train.epochs, config.dataset.limit_per_split, config.model.filters) == (2, 50, [8, 16])
+    with pytest.raises(ConfigError, match=r"train\.epoch: unknown key"):
+        load_config(path, ["train.epoch=2"])
+    with pytest.raises(ConfigError, match=r"expected section\.key=value"):
+        load_config(path, ["train.epochs"])
+
+
+def test_config_relative_dataset_path_resolves_against_repository(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, MINIMAL))
+    assert config.dataset.path == REPO_ROOT / "datasets" / "fashion-mnist"
+
+
+def test_config_mobilenet_rejects_too_small_input(tmp_path: Path) -> None:
+    path = write_config(tmp_path, MINIMAL.replace("{name: demo}", "{name: demo, architecture: mobilenet_v2}"))
+    with pytest.raises(ConfigError, match=r"at least \[32, 32\]"):
+        load_config(path)
+
+
+def test_config_not_a_mapping_or_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.yaml")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(write_config(tmp_path, "- just\n- a list\n"))
+
+
+def test_run_flow_cli_refuses_misspelt_key_before_starting_anything(tmp_path: Path) -> None:
+    raw = yaml.safe_load((REPO_ROOT / "configs" / "train_config.yaml").read_text())
+    raw["train"]["learning_rte"] = raw["train"].pop("learning_rate")
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = subprocess.run(
+        [sys.executable, "run_flow.py", "--config", str(path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={"MLOPS_HOME": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"{path}" in result.stderr and "train.learning_rte: unknown key" in result.stderr
+    assert not (tmp_path / "state").exists()  # nothing was created
+
+
+def test_run_flow_cli_rejects_unknown_augmenter(tmp_path: Path) -> None:
+    path = write_config(tmp_path, MINIMAL + "train:\n  augmentation:\n    - {name: Flipper}\n")
+    result = subprocess.run(
+        [sys.executable, "run_flow.py", "--config", str(path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={"MLOPS_HOME": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "train.augmentation[0].name: 'Flipper' is not an imgaug augmenter" in result.stderr
+
+
+def test_run_flow_cli_lists_tags_for_an_unknown_revision(tmp_path: Path, tiny_repo: Path) -> None:
+    path = write_config(tmp_path, MINIMAL.replace("{revision: v2.0}", f"{{revision: v3.1, path: {tiny_repo}}}"))
+    result = subprocess.run(
+        [sys.executable, "run_flow.py", "--config", str(path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={"MLOPS_HOME": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "dataset revision 'v3.1' not found" in result.stderr and "available tags: v1.0, v2.0" in result.stderr

@@ -1,0 +1,97 @@
+"""The train flow under a real Prefect API, on a tiny real dataset, with a real MLflow store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from configs.schema import REPO_ROOT, load_config
+from tasks.errors import DataValidationError
+from tasks.settings import get_settings
+from tasks.storage import verify_version
+
+pytestmark = [pytest.mark.flow, pytest.mark.slow]
+
+TINY = [
+    "train.epochs=1",
+    "train.batch_size=32",
+    "train.drift.reference_rows=40",
+    "train.drift.uae_dim=8",
+    "dataset.validation.max_property_drift=0.5",
+    "dataset.validation.max_label_drift=0.5",
+]
+
+
+def tiny_config(repo: Path, *overrides: str):  # type: ignore[no-untyped-def]
+    return load_config(
+        REPO_ROOT / "configs" / "train_config.yaml", [f"dataset.path={repo}", *TINY, *overrides]
+    )
+
+
+def test_train_flow_records_registers_and_publishes(
+    prefect_api: None, state_dir: Path, tiny_repo: Path
+) -> None:
+    from flows.train_flow import train_flow
+
+    result = train_flow(config=tiny_config(tiny_repo), config_file="configs/train_config.yaml")
+    settings = get_settings()
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.epochs"] == "1" and run.data.params["dataset.revision"] == "v2.0"
+    assert run.data.tags["dataset.commit"] == result.dataset_commit
+    assert [m.step for m in client.get_metric_history(result.run_id, "val_accuracy")] == [0]
+    assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"data_validation", "plots", "drift", "metadata.yaml"} <= artifacts
+    reports = {a.path for a in client.list_artifacts(result.run_id, "data_validation")}
+    assert "data_validation/train_test_validation.html" in reports
+
+    version = client.get_model_version_by_alias("fashion-cnn", "challenger")
+    assert version.version == result.version == "1"
+    loaded = mlflow.keras.load_model("models:/fashion-cnn@challenger")
+    assert loaded.output_shape == (None, 10)
+
+    checksums = verify_version(settings.central_storage_url, "fashion-cnn", result.version)
+    assert set(checksums) == {
+        "model.keras",
+        "uae_encoder.keras",
+        "reference_features.parquet",
+        "metadata.yaml",
+    }
+    folder = Path(result.storage_uri)
+    metadata = yaml.safe_load((folder / "metadata.yaml").read_text())
+    assert (
+        metadata["dataset"]["revision"] == "v2.0" and metadata["dataset"]["commit"] == result.dataset_commit
+    )
+    assert (
+        metadata["version"] == "1"
+        and len(metadata["class_names"]) == 10
+        and metadata["input"]["channels"] == 3
+    )
+    assert len(metadata["code"]["commit"]) == 40 and "tensorflow-cpu" in metadata["packages"]
+    reference = pd.read_parquet(folder / "reference_features.parquet")
+    assert len(reference) == 40 and {"label", "prediction", "bbsd_9", "uae_7", "brightness", "sha256"} <= set(
+        reference
+    )
+    assert reference[[f"bbsd_{i}" for i in range(10)]].sum(axis=1).round(4).eq(1.0).all()
+
+
+def test_train_flow_stops_on_failed_validation_and_marks_run_failed(
+    prefect_api: None, state_dir: Path, tiny_repo: Path
+) -> None:
+    from flows.train_flow import train_flow
+
+    config = tiny_config(tiny_repo, "dataset.validation.min_samples_per_class=1000")
+    with pytest.raises(DataValidationError, match="fewer than 1000"):
+        train_flow(config=config, config_file="strict.yaml")
+    client = MlflowClient(get_settings().mlflow_tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("image-classification").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert not (state_dir / "storage" / "models").exists()
