@@ -30,6 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECTION.KEY=VALUE",
         help="override one setting, e.g. --set train.epochs=1 (repeatable)",
     )
+    parser.add_argument("--force", action="store_true", help="retrain even when the training cache would be reused")
     return parser.parse_args(argv)
 
 
@@ -64,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect API call otherwise
     prepare_embedded_environment(get_settings())
     try:
-        result = resolve_flow(config.flow_module)(config=config, config_file=str(args.config))
+        flow_function = resolve_flow(config.flow_module)
+        options = {"force": True} if args.force else {}
+        result = flow_function(config=config, config_file=str(args.config), **options)
     except MlopsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -30,9 +30,7 @@ def images_per_second(batches, repeats: int = 1) -> float:  # type: ignore[no-un
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=Path("configs/train_config.yaml"))
     parser.add_argument("--images", type=int, default=10_000, help="training images to time over")
     parser.add_argument("--steps", type=int, default=60, help="training steps to time")

@@ -43,9 +43,7 @@ def train_flow(config: FlowConfig, config_file: str = "") -> TrainResult:
         trained = train_model(config, ref, table, context)
         trained = build_drift_detectors(config, ref, table, trained, context)
         version, _ = register_model(config, ref, table, trained, context)
-        storage_uri = publish_model(
-            trained.model_path.parent, settings.central_storage_url, config.model.name, version
-        )
+        storage_uri = publish_model(trained.model_path.parent, settings.central_storage_url, config.model.name, version)
     except BaseException:
         finish_tracking_run(context, "FAILED")
         raise

@@ -50,20 +50,14 @@ def build_suites(config: ValidationConfig):  # type: ignore[no-untyped-def]
 
     integrity = Suite(
         "Image data integrity",
-        checks.DataDuplicates(columns=["sha256"]).add_condition_ratio_less_or_equal(
-            config.max_duplicate_ratio
-        ),
-        checks.ConflictingLabels(columns=["sha256"]).add_condition_ratio_of_conflicting_labels_less_or_equal(
-            0
-        ),
+        checks.DataDuplicates(columns=["sha256"]).add_condition_ratio_less_or_equal(config.max_duplicate_ratio),
+        checks.ConflictingLabels(columns=["sha256"]).add_condition_ratio_of_conflicting_labels_less_or_equal(0),
         checks.MixedNulls(columns=list(PROPERTY_COLUMNS)).add_condition_different_nulls_less_equal_to(0),
         checks.ClassImbalance(n_top_labels=100),
     )
     train_test = Suite(
         "Train/test validation",
-        checks.TrainTestSamplesMix().add_condition_duplicates_ratio_less_or_equal(
-            config.max_train_test_leakage_ratio
-        ),
+        checks.TrainTestSamplesMix().add_condition_duplicates_ratio_less_or_equal(config.max_train_test_leakage_ratio),
         checks.FeatureDrift(columns=list(PROPERTY_COLUMNS)).add_condition_drift_score_less_than(
             config.max_property_drift, config.max_property_drift
         ),
@@ -76,9 +70,7 @@ def build_suites(config: ValidationConfig):  # type: ignore[no-untyped-def]
 def _class_counts_check_failures(table: pd.DataFrame, minimum: int, split: str) -> list[str]:
     counts = table["label"].value_counts()
     return [
-        f"{split}: class {label!r} has {n} images, fewer than {minimum}"
-        for label, n in counts.items()
-        if n < minimum
+        f"{split}: class {label!r} has {n} images, fewer than {minimum}" for label, n in counts.items() if n < minimum
     ]
 
 

@@ -110,9 +110,7 @@ def load_source(source_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return releases
 
 
-def plan_versions(
-    labels: dict[str, np.ndarray], sizes: SplitSizes, seed: int = 0
-) -> dict[str, list[Example]]:
+def plan_versions(labels: dict[str, np.ndarray], sizes: SplitSizes, seed: int = 0) -> dict[str, list[Example]]:
     """Assign original images to splits for each version; v1.0 is a subset of v2.0."""
     n_train = sizes.validation + sizes.train_v2
     if n_train > len(labels["train"]) or sizes.test > len(labels["test"]) or sizes.train_v1 > sizes.train_v2:
@@ -138,9 +136,7 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_version(
-    data_dir: Path, examples: list[Example], releases: dict[str, tuple[np.ndarray, np.ndarray]]
-) -> None:
+def write_version(data_dir: Path, examples: list[Example], releases: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     """Write the version's PNG files (skipping ones already there) and its manifest."""
     wanted = {example.relative_path for example in examples}
     _remove_unlisted(data_dir, wanted)

@@ -15,8 +15,8 @@ import pandas as pd
 import tensorflow as tf
 
 from tasks.errors import DatasetRevisionError
-from tasks.pipeline import AUTOTUNE, encode_labels
-from tasks.preprocessing import InputSpec, preprocess_image
+from tasks.pipeline import labelled_batches
+from tasks.preprocessing import InputSpec
 
 
 def uae_columns(dim: int) -> list[str]:
@@ -47,26 +47,14 @@ def build_reference_features(
     batch_size: int = 256,
 ) -> pd.DataFrame:
     """One row per image: path, label, prediction, confidence, bbsd_*, uae_*, properties, sha256."""
-    labels = encode_labels(rows["label"], class_names)
-    paths = rows["path"].tolist()
-    dataset = tf.data.Dataset.from_tensor_slices(([str(data_dir / p) for p in paths], labels, paths))
-    dataset = (
-        dataset.map(
-            lambda file, label, path: (preprocess_image(tf.io.read_file(file), spec), label, path),
-            num_parallel_calls=AUTOTUNE,
-        )
-        .batch(batch_size)
-        .prefetch(AUTOTUNE)
-    )
+    dataset = labelled_batches(data_dir, rows, class_names, spec, batch_size)
 
     parts = []
     for images, batch_labels, batch_paths in dataset:
         inputs = tf.cast(images, tf.float32)
         probabilities = classifier(inputs, training=False).numpy()
         encodings = encoder(inputs, training=False).numpy()
-        parts.append(
-            _batch_frame(batch_paths.numpy(), batch_labels.numpy(), probabilities, encodings, class_names)
-        )
+        parts.append(_batch_frame(batch_paths.numpy(), batch_labels.numpy(), probabilities, encodings, class_names))
     features = pd.concat(parts, ignore_index=True)
     measured = properties.drop(columns=["split", "label"], errors="ignore")
     return features.merge(measured, on="path", how="left", validate="one_to_one")

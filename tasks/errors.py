@@ -27,3 +27,7 @@ class PublishError(MlopsError):
 
 class IntegrityError(MlopsError):
     """Files in central storage do not match their recorded checksums."""
+
+
+class QualityGateError(MlopsError):
+    """A model broke the configured thresholds; the message lists every violation."""

@@ -16,16 +16,12 @@ from prefect.cache_policies import NO_CACHE
 from configs.schema import FlowConfig
 from tasks import dataset, drift_reference, tracking
 from tasks.augmentation import build_augmenter
+from tasks.model_bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, UAE_FILE
 from tasks.models import build_classifier, build_uae
 from tasks.pipeline import evaluation_batches, image_dataset, training_batches
 from tasks.preprocessing import InputSpec
 from tasks.train_tasks import RunContext, TrainedModel, model_metadata, write_metadata
 from tasks.training import MlflowEpochLogger, compile_model, fit_model, plot_curves
-
-MODEL_FILE = "model.keras"
-UAE_FILE = "uae_encoder.keras"
-REFERENCE_FILE = "reference_features.parquet"
-METADATA_FILE = "metadata.yaml"
 
 
 def input_spec(config: FlowConfig) -> InputSpec:
@@ -34,18 +30,14 @@ def input_spec(config: FlowConfig) -> InputSpec:
 
 
 @task(name="train_model", cache_policy=NO_CACHE)
-def train_model(
-    config: FlowConfig, ref: dataset.DatasetRef, table_path: Path, context: RunContext
-) -> TrainedModel:
+def train_model(config: FlowConfig, ref: dataset.DatasetRef, table_path: Path, context: RunContext) -> TrainedModel:
     """Build the pipeline and the network, fit it, measure it on the test split, save it."""
     logger = get_run_logger()
     keras.utils.set_random_seed(config.train.seed)
     data, spec, train_cfg = config.dataset, input_spec(config), config.train
     table = pd.read_parquet(table_path, columns=["path", "split", "label"])
     names = dataset.class_names(table, data.train_split)
-    splits = {
-        s: table[table["split"] == s] for s in (data.train_split, data.validation_split, data.test_split)
-    }
+    splits = {s: table[table["split"] == s] for s in (data.train_split, data.validation_split, data.test_split)}
     augmenter = build_augmenter(train_cfg.augmentation, train_cfg.seed)
     # Manifests are sorted by class: a shuffle buffer alone would feed the classes in runs.
     train_rows = splits[data.train_split].sample(frac=1.0, random_state=train_cfg.seed)
@@ -56,9 +48,7 @@ def train_model(
         train_cfg.shuffle_buffer,
         augmenter,
     )
-    validation = evaluation_batches(
-        image_dataset(ref.data_dir, splits[data.validation_split], names, spec), 512
-    )
+    validation = evaluation_batches(image_dataset(ref.data_dir, splits[data.validation_split], names, spec), 512)
     model = build_classifier(config.model, len(names))
     compile_model(model, train_cfg.learning_rate)
     client = tracking.configure_mlflow(context.settings)
@@ -71,9 +61,7 @@ def train_model(
     )
     started = time.perf_counter()
     history = fit_model(model, train, validation, train_cfg, MlflowEpochLogger(client, context.run_id))
-    test = evaluation_batches(
-        image_dataset(ref.data_dir, splits[data.test_split], names, spec), 512, cache=False
-    )
+    test = evaluation_batches(image_dataset(ref.data_dir, splits[data.test_split], names, spec), 512, cache=False)
     test_loss, test_accuracy = model.evaluate(test, verbose=0)
     metrics = {
         "test_accuracy": float(test_accuracy),
@@ -81,9 +69,7 @@ def train_model(
         "best_val_accuracy": max(history.get("val_accuracy", [0.0])),
         "train_seconds": time.perf_counter() - started,
     }
-    tracking.log_metrics(
-        client, context.run_id, metrics, step=len(history["loss"]), timestamp=int(time.time() * 1000)
-    )
+    tracking.log_metrics(client, context.run_id, metrics, step=len(history["loss"]), timestamp=int(time.time() * 1000))
     logger.info("Test accuracy %.4f after %d epochs", test_accuracy, len(history["loss"]))
     model_path = context.workdir / "bundle" / MODEL_FILE
     model_path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,9 +119,7 @@ def register_model(
         info = mlflow.keras.log_model(
             keras.models.load_model(trained.model_path),
             name="model",
-            pip_requirements=[
-                f"{k}=={v}" for k, v in metadata["packages"].items() if k in ("tensorflow-cpu", "keras")
-            ],
+            pip_requirements=[f"{k}=={v}" for k, v in metadata["packages"].items() if k in ("tensorflow-cpu", "keras")],
             metadata={"class_names": trained.class_names, "input": metadata["input"]},
         )
     version = tracking.register_version(client, config.model.name, info.model_uri, tracking.CHALLENGER_ALIAS)

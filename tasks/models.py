@@ -34,9 +34,7 @@ def _small_cnn_body(x: keras.KerasTensor, config: ModelConfig) -> keras.KerasTen
     """Conv-ReLU-pool blocks, then flatten: small enough to train Fashion-MNIST in minutes on 2 cores."""
     for block, filters in enumerate(config.filters):
         last = block == len(config.filters) - 1
-        x = layers.Conv2D(
-            filters, 3, padding="same", activation="relu", name=LAST_CONV_LAYER if last else None
-        )(x)
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=LAST_CONV_LAYER if last else None)(x)
         x = layers.MaxPooling2D()(x)
     return layers.Flatten(name="flatten")(x)
 

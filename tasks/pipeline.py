@@ -31,9 +31,7 @@ def encode_labels(labels: pd.Series, class_names: list[str]) -> np.ndarray:
     return labels.map(index).to_numpy(dtype=np.int32)
 
 
-def image_dataset(
-    data_dir: Path, rows: pd.DataFrame, class_names: list[str], spec: InputSpec
-) -> tf.data.Dataset:
+def image_dataset(data_dir: Path, rows: pd.DataFrame, class_names: list[str], spec: InputSpec) -> tf.data.Dataset:
     """(uint8 image, label index) per manifest row, in manifest order."""
     paths = [str(data_dir / relative) for relative in rows["path"]]
     labels = encode_labels(rows["label"], class_names)
@@ -42,6 +40,20 @@ def image_dataset(
         lambda path, label: (preprocess_image(tf.io.read_file(path), spec), label),
         num_parallel_calls=AUTOTUNE,
     )
+
+
+def labelled_batches(
+    data_dir: Path, rows: pd.DataFrame, class_names: list[str], spec: InputSpec, batch_size: int = 512
+) -> tf.data.Dataset:
+    """(uint8 images, label indices, paths) in manifest order: one pass keeps all three aligned."""
+    labels = encode_labels(rows["label"], class_names)
+    paths = rows["path"].tolist()
+    dataset = tf.data.Dataset.from_tensor_slices(([str(data_dir / p) for p in paths], labels, paths))
+    dataset = dataset.map(
+        lambda file, label, path: (preprocess_image(tf.io.read_file(file), spec), label, path),
+        num_parallel_calls=AUTOTUNE,
+    )
+    return dataset.batch(batch_size).prefetch(AUTOTUNE)
 
 
 def training_batches(

@@ -74,10 +74,9 @@ def prepare_embedded_environment(settings: PlatformSettings) -> None:
     (settings.state_dir / "mlflow").mkdir(exist_ok=True)
     defaults = {
         "PREFECT_HOME": str(settings.prefect_home),
-        "PREFECT_API_DATABASE_CONNECTION_URL": (
-            f"sqlite+aiosqlite:///{settings.prefect_home / 'prefect.db'}"
-        ),
+        "PREFECT_API_DATABASE_CONNECTION_URL": (f"sqlite+aiosqlite:///{settings.prefect_home / 'prefect.db'}"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOCAL_STORAGE_PATH": str(settings.prefect_home / "results"),
         "PREFECT_LOGGING_LEVEL": "INFO",
         "PREFECT_LOGGING_EXTRA_LOGGERS": "tasks",
         "TF_CPP_MIN_LOG_LEVEL": "2",

@@ -60,9 +60,7 @@ def publish_version(source_dir: Path, storage_url: str, name: str, version: str)
     fs, root = model_root(storage_url, name)
     final = f"{root}/{version}"
     if fs.exists(final):
-        raise PublishError(
-            f"{version_url(storage_url, name, version)} already exists; versions are immutable"
-        )
+        raise PublishError(f"{version_url(storage_url, name, version)} already exists; versions are immutable")
     staging = f"{root}/{STAGING}/{version}-{uuid.uuid4().hex[:8]}"
     try:
         digests = _upload_files(fs, source_dir, staging)
@@ -73,9 +71,7 @@ def publish_version(source_dir: Path, storage_url: str, name: str, version: str)
     except (OSError, IntegrityError) as error:
         if fs.exists(staging):
             fs.rm(staging, recursive=True)
-        raise PublishError(
-            f"publishing {name} version {version} failed, nothing was published: {error}"
-        ) from error
+        raise PublishError(f"publishing {name} version {version} failed, nothing was published: {error}") from error
     logger.info("Published %s version %s to %s (%d files)", name, version, final, len(digests))
     return version_url(storage_url, name, version)
 

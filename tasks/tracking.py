@@ -49,9 +49,7 @@ def log_params(client: MlflowClient, run_id: str, params: dict[str, str]) -> Non
         client.log_batch(run_id, params=items[start : start + 100])
 
 
-def log_metrics(
-    client: MlflowClient, run_id: str, metrics: dict[str, float], step: int, timestamp: int
-) -> None:
+def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int, timestamp: int) -> None:
     client.log_batch(run_id, metrics=[Metric(k, float(v), timestamp, step) for k, v in metrics.items()])
 
 
@@ -61,3 +59,14 @@ def register_version(client: MlflowClient, name: str, model_uri: str, alias: str
     client.set_registered_model_alias(name, alias, version.version)
     logger.info("Registered %s version %s with alias %s", name, version.version, alias)
     return str(version.version)
+
+
+CHAMPION_ALIAS = "champion"
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version an alias points at, or None when the model or the alias does not exist."""
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except mlflow.exceptions.MlflowException:
+        return None

@@ -42,7 +42,9 @@ class TrainedModel:
 
 
 @task(name="start_tracking_run", cache_policy=NO_CACHE)
-def start_tracking_run(config: FlowConfig, settings: PlatformSettings, config_file: str) -> RunContext:
+def start_tracking_run(
+    config: FlowConfig, settings: PlatformSettings, config_file: str, flow: str = "train"
+) -> RunContext:
     """Open the MLflow run every later task reports to; params are the whole validated config."""
     client = tracking.configure_mlflow(settings)
     experiment_id = tracking.ensure_experiment(client, config.train.experiment, settings)
@@ -52,8 +54,8 @@ def start_tracking_run(config: FlowConfig, settings: PlatformSettings, config_fi
         "git_commit": code.commit,
         "git_dirty": str(code.dirty).lower(),
         "config_hash": config_hash(config),
-        "flow": "train",
-        "mlflow.runName": f"train-{config.model.name}",
+        "flow": flow,
+        "mlflow.runName": f"{flow}-{config.model.name}",
     }
     run = client.create_run(experiment_id, tags=tags)
     tracking.log_params(client, run.info.run_id, tracking.flatten(config.model_dump(mode="json")))
@@ -90,9 +92,7 @@ def resolve_dataset(config: DatasetConfig, context: RunContext) -> dataset.Datas
 
 
 @task(name="build_property_table", cache_policy=NO_CACHE)
-def build_property_table(
-    ref: dataset.DatasetRef, config: DatasetConfig, seed: int, context: RunContext
-) -> Path:
+def build_property_table(ref: dataset.DatasetRef, config: DatasetConfig, seed: int, context: RunContext) -> Path:
     """Per-image properties of exactly the rows used, cached by the hash of those rows."""
     manifest = dataset.read_manifest(ref.data_dir)
     splits = (config.train_split, config.validation_split, config.test_split)
@@ -106,16 +106,12 @@ def build_property_table(
         get_run_logger().info("Measured %d images in %.1f s", len(used), time.perf_counter() - started)
     client = tracking.configure_mlflow(context.settings)
     client.set_tag(context.run_id, "dataset.rows_hash", rows_hash)
-    tracking.log_params(
-        client, context.run_id, {f"dataset.rows.{s}": str((used["split"] == s).sum()) for s in splits}
-    )
+    tracking.log_params(client, context.run_id, {f"dataset.rows.{s}": str((used["split"] == s).sum()) for s in splits})
     return cached
 
 
 @task(name="validate_dataset", cache_policy=NO_CACHE)
-def validate_dataset(
-    table_path: Path, config: DatasetConfig, seed: int, context: RunContext
-) -> dict[str, Any]:
+def validate_dataset(table_path: Path, config: DatasetConfig, seed: int, context: RunContext) -> dict[str, Any]:
     """Deepchecks integrity and train/test suites; reports go to MLflow; failures stop the run."""
     logger = get_run_logger()
     if not config.validation.enabled:

@@ -61,9 +61,7 @@ def fit_model(
             mode="auto",
             restore_best_weights=True,
         ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor=stopping.monitor, factor=0.5, patience=max(1, stopping.patience - 1)
-        ),
+        keras.callbacks.ReduceLROnPlateau(monitor=stopping.monitor, factor=0.5, patience=max(1, stopping.patience - 1)),
         epoch_logger,
     ]
     history = model.fit(

@@ -21,12 +21,15 @@ TINY_SIZES = SplitSizes(train_v1=100, train_v2=200, validation=60, test=100)
 
 @pytest.fixture
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh MLOPS_HOME for one test."""
+    """A fresh MLOPS_HOME for one test; environment changes made by the code under test are undone."""
+    saved = dict(os.environ)
     home = tmp_path / "state"
     monkeypatch.setenv("MLOPS_HOME", str(home))
     get_settings.cache_clear()
     yield home
     get_settings.cache_clear()
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

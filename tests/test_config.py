@@ -59,9 +59,7 @@ def test_config_missing_required_section_is_named(tmp_path: Path) -> None:
 
 def test_config_nested_list_error_has_index(tmp_path: Path) -> None:
     path = write_config(tmp_path, MINIMAL + "train:\n  augmentation:\n    - {name: Fliplr, parms: {}}\n")
-    with pytest.raises(
-        ConfigError, match=r"train\.augmentation\[0\]\.parms: unknown key; allowed here: name, params"
-    ):
+    with pytest.raises(ConfigError, match=r"train\.augmentation\[0\]\.parms: unknown key; allowed here: name, params"):
         load_config(path)
 
 

@@ -61,9 +61,7 @@ def test_checkout_pulls_from_the_remote_when_the_cache_is_empty(tiny_repo: Path)
 def test_select_split_limits_and_names_missing_split(tiny_repo: Path) -> None:
     manifest = read_manifest(tiny_repo / "data")
     assert len(select_split(manifest, "train", 30, seed=0)) == 30
-    with pytest.raises(
-        DatasetRevisionError, match="split 'holdout' not in the dataset; available splits: test, train"
-    ):
+    with pytest.raises(DatasetRevisionError, match="split 'holdout' not in the dataset; available splits: test, train"):
         select_split(manifest, "holdout", None, seed=0)
 
 

@@ -58,6 +58,4 @@ def test_rebuilding_a_complete_repository_does_nothing(tiny_repo_template: tuple
 
 def test_builder_refuses_sizes_larger_than_the_release(tmp_path: Path, fashion_source: Path) -> None:
     with pytest.raises(DatasetBuildError, match="do not fit"):
-        build_dataset_repository(
-            tmp_path / "r", tmp_path / "remote", fashion_source, SplitSizes(train_v2=70_000)
-        )
+        build_dataset_repository(tmp_path / "r", tmp_path / "remote", fashion_source, SplitSizes(train_v2=70_000))

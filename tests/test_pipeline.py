@@ -67,9 +67,7 @@ def test_training_batches_are_augmented_and_repeatable(folder: tuple[Path, pd.Da
     one, two = first_epoch(), first_epoch()
     np.testing.assert_array_equal(one, two)
     assert one.dtype == np.float32 and one.shape == (24, 28, 28, 3)
-    plain = np.concatenate(
-        [x.numpy() for x, _ in evaluation_batches(image_dataset(root, rows, names, SPEC), 8)]
-    )
+    plain = np.concatenate([x.numpy() for x, _ in evaluation_batches(image_dataset(root, rows, names, SPEC), 8)])
     assert not np.array_equal(np.sort(one.reshape(24, -1), axis=0), np.sort(plain.reshape(24, -1), axis=0))
 
 

@@ -28,12 +28,8 @@ def test_publish_writes_every_file_with_sha256sum_compatible_checksums(bundle: P
     storage = tmp_path / "storage"
     url = publish_version(bundle, str(storage), "demo", "1")
     folder = Path(url)
-    assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [*(p.name for p in bundle.iterdir()), CHECKSUMS]
-    )
-    check = subprocess.run(
-        ["sha256sum", "--check", "--strict", CHECKSUMS], cwd=folder, capture_output=True, text=True
-    )
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*(p.name for p in bundle.iterdir()), CHECKSUMS])
+    check = subprocess.run(["sha256sum", "--check", "--strict", CHECKSUMS], cwd=folder, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     assert set(verify_version(str(storage), "demo", "1")) == {p.name for p in bundle.iterdir()}
     assert list_versions(str(storage), "demo") == ["1"]

@@ -28,14 +28,10 @@ TINY = [
 
 
 def tiny_config(repo: Path, *overrides: str):  # type: ignore[no-untyped-def]
-    return load_config(
-        REPO_ROOT / "configs" / "train_config.yaml", [f"dataset.path={repo}", *TINY, *overrides]
-    )
+    return load_config(REPO_ROOT / "configs" / "train_config.yaml", [f"dataset.path={repo}", *TINY, *overrides])
 
 
-def test_train_flow_records_registers_and_publishes(
-    prefect_api: None, state_dir: Path, tiny_repo: Path
-) -> None:
+def test_train_flow_records_registers_and_publishes(prefect_api: None, state_dir: Path, tiny_repo: Path) -> None:
     from flows.train_flow import train_flow
 
     result = train_flow(config=tiny_config(tiny_repo), config_file="configs/train_config.yaml")
@@ -54,7 +50,7 @@ def test_train_flow_records_registers_and_publishes(
     assert "data_validation/train_test_validation.html" in reports
 
     version = client.get_model_version_by_alias("fashion-cnn", "challenger")
-    assert version.version == result.version == "1"
+    assert str(version.version) == result.version == "1"
     loaded = mlflow.keras.load_model("models:/fashion-cnn@challenger")
     assert loaded.output_shape == (None, 10)
 
@@ -67,19 +63,11 @@ def test_train_flow_records_registers_and_publishes(
     }
     folder = Path(result.storage_uri)
     metadata = yaml.safe_load((folder / "metadata.yaml").read_text())
-    assert (
-        metadata["dataset"]["revision"] == "v2.0" and metadata["dataset"]["commit"] == result.dataset_commit
-    )
-    assert (
-        metadata["version"] == "1"
-        and len(metadata["class_names"]) == 10
-        and metadata["input"]["channels"] == 3
-    )
+    assert metadata["dataset"]["revision"] == "v2.0" and metadata["dataset"]["commit"] == result.dataset_commit
+    assert metadata["version"] == "1" and len(metadata["class_names"]) == 10 and metadata["input"]["channels"] == 3
     assert len(metadata["code"]["commit"]) == 40 and "tensorflow-cpu" in metadata["packages"]
     reference = pd.read_parquet(folder / "reference_features.parquet")
-    assert len(reference) == 40 and {"label", "prediction", "bbsd_9", "uae_7", "brightness", "sha256"} <= set(
-        reference
-    )
+    assert len(reference) == 40 and {"label", "prediction", "bbsd_9", "uae_7", "brightness", "sha256"} <= set(reference)
     assert reference[[f"bbsd_{i}" for i in range(10)]].sum(axis=1).round(4).eq(1.0).all()
 
 

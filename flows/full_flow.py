@@ -1,0 +1,59 @@
+"""Full flow: train -> evaluate -> deploy as subflows, with a summary a reviewer can read in Prefect.
+
+Training is cached on (data content hash, model/dataset/train config, code): re-running with
+nothing changed reuses the trained version, which is then already the champion, so nothing
+changes. ``force=True`` (``run_flow.py --force``) trains again.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from pydantic import BaseModel
+
+from configs.schema import FlowConfig
+from flows.deploy_flow import DeployResult, deploy_flow
+from flows.eval_flow import EvalResult, eval_flow
+from flows.train_flow import TrainResult, train_flow
+from tasks.errors import QualityGateError
+from tasks.fingerprint import training_fingerprint
+from tasks.summary import mlflow_run_url, summary_markdown
+
+
+class FullResult(BaseModel):
+    train: TrainResult
+    evaluation: EvalResult
+    deploy: DeployResult
+    reused_training: bool
+
+
+@task(
+    name="train_or_reuse",
+    cache_key_fn=lambda context, parameters: f"train-{parameters['fingerprint']}",
+    persist_result=True,
+)
+def train_or_reuse(config: FlowConfig, config_file: str, fingerprint: str) -> TrainResult:
+    """A cache hit returns the earlier run's result without calling the train flow."""
+    return train_flow(config=config, config_file=config_file)
+
+
+@flow(name="full")
+def full_flow(config: FlowConfig, config_file: str = "", force: bool = False) -> FullResult:
+    logger = get_run_logger()
+    fingerprint = training_fingerprint(config)
+    future = train_or_reuse.with_options(refresh_cache=force).submit(config, config_file, fingerprint)
+    trained = future.result()
+    reused = future.state.name == "Cached"
+    if reused:
+        logger.info("Cache hit: data, config and code unchanged since version %s; not retraining", trained.version)
+    create_link_artifact(mlflow_run_url(trained.run_id), link_text=f"MLflow training run of version {trained.version}")
+    try:
+        evaluation = eval_flow(config=config, config_file=config_file, version=trained.version)
+    except QualityGateError as error:
+        create_markdown_artifact(summary_markdown(trained, None, None, str(error)), key="full-flow-summary")
+        raise
+    measured = {name: value for name, value in evaluation.metrics.items() if value == value}  # NaN is not JSON
+    deployed = deploy_flow(config=config, config_file=config_file, version=trained.version, challenger_metrics=measured)
+    create_link_artifact(mlflow_run_url(evaluation.run_id), link_text=f"MLflow evaluation of version {trained.version}")
+    create_markdown_artifact(summary_markdown(trained, evaluation, deployed, None), key="full-flow-summary")
+    return FullResult(train=trained, evaluation=evaluation, deploy=deployed, reused_training=reused)

@@ -1,0 +1,117 @@
+"""Evaluation: one aligned pass over a split, the metrics a reviewer asks for, and the quality gate.
+
+Metric names are what thresholds refer to: ``accuracy``, ``macro_f1``, ``macro_auc``, ``ece``,
+``log_loss`` and per class ``precision/<class>``, ``recall/<class>``, ``f1/<class>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from sklearn.metrics import log_loss, precision_recall_fscore_support, roc_auc_score
+
+from tasks.errors import QualityGateError
+from tasks.pipeline import labelled_batches
+from tasks.preprocessing import InputSpec
+
+Thresholds = Mapping[str, tuple[float, str]]
+
+
+@dataclass
+class Predictions:
+    """Labels, probabilities and paths of one split, row i of each describing the same image."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    paths: list[str]
+    class_names: list[str]
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return np.asarray(self.probabilities.argmax(axis=1))
+
+
+def predict_split(
+    model: keras.Model, data_dir: Path, rows: pd.DataFrame, class_names: list[str], spec: InputSpec
+) -> Predictions:
+    """Every image once, in order; labels and paths travel with their images through the batches."""
+    dataset = labelled_batches(data_dir, rows, class_names, spec)
+    label_parts, probability_parts, path_parts = [], [], []
+    for images, batch_labels, batch_paths in dataset:
+        probability_parts.append(model(tf.cast(images, tf.float32), training=False).numpy())
+        label_parts.append(batch_labels.numpy())
+        path_parts += [p.decode() for p in batch_paths.numpy()]
+    return Predictions(np.concatenate(label_parts), np.concatenate(probability_parts), path_parts, class_names)
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> float:
+    """Mean gap between confidence and accuracy over equal-width confidence bins, weighted by count."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            error += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(error)
+
+
+def classification_metrics(predictions: Predictions) -> dict[str, float]:
+    labels, probabilities, names = predictions.labels, predictions.probabilities, predictions.class_names
+    classes = list(range(len(names)))
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, predictions.predicted, labels=classes, zero_division=0
+    )
+    metrics = {
+        "accuracy": float((predictions.predicted == labels).mean()),
+        "macro_f1": float(np.mean(f1)),
+        "ece": expected_calibration_error(labels, probabilities),
+        "log_loss": float(log_loss(labels, probabilities, labels=classes)),
+        "macro_auc": _macro_auc(labels, probabilities, classes),
+    }
+    for index, name in enumerate(names):
+        metrics[f"precision/{name}"] = float(precision[index])
+        metrics[f"recall/{name}"] = float(recall[index])
+        metrics[f"f1/{name}"] = float(f1[index])
+    return metrics
+
+
+def _macro_auc(labels: np.ndarray, probabilities: np.ndarray, classes: list[int]) -> float:
+    """One-vs-rest macro AUC over the classes present (AUC is undefined for an absent class)."""
+    present = sorted(set(labels.tolist()))
+    if len(present) < 2:
+        return float("nan")
+    one_hot = np.eye(len(classes))[labels][:, present]
+    return float(roc_auc_score(one_hot, probabilities[:, present], average="macro"))
+
+
+def gate_violations(metrics: dict[str, float], thresholds: Thresholds) -> list[str]:
+    """Every threshold the metrics break; a threshold on an unknown metric is a violation too."""
+    violations = []
+    for name, (bound, direction) in sorted(thresholds.items()):
+        if name not in metrics:
+            violations.append(f"{name}: not a computed metric (e.g. accuracy, macro_auc, recall/<class>)")
+            continue
+        value = metrics[name]
+        if np.isnan(value):
+            violations.append(f"{name}: could not be computed on this split")
+        elif direction == "lower" and value < bound:
+            violations.append(f"{name} = {value:.4f}, below the lower bound {bound}")
+        elif direction == "upper" and value > bound:
+            violations.append(f"{name} = {value:.4f}, above the upper bound {bound}")
+    return violations
+
+
+def enforce_gate(metrics: dict[str, float], thresholds: Thresholds, subject: str) -> None:
+    violations = gate_violations(metrics, thresholds)
+    if violations:
+        listed = "\n".join(f"  - {v}" for v in violations)
+        raise QualityGateError(f"{subject} failed the quality gate ({len(violations)} violation(s)):\n{listed}")

@@ -1,0 +1,113 @@
+"""The full flow under a real Prefect API: gate, promotion, caching, rollback, on a tiny real dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from configs.schema import REPO_ROOT, FlowConfig, load_config
+from tasks.errors import QualityGateError
+from tasks.production import read_pointer
+from tasks.settings import get_settings
+
+pytestmark = [pytest.mark.flow, pytest.mark.slow]
+
+TINY = [
+    "train.epochs=1",
+    "train.batch_size=32",
+    "train.drift.reference_rows=40",
+    "train.drift.uae_dim=8",
+    "dataset.validation.max_property_drift=0.5",
+    "dataset.validation.max_label_drift=0.5",
+    "evaluate.thresholds={accuracy: [0.05, lower], ece: [0.9, upper]}",
+    "deploy.margin=1.0",
+]
+
+
+@pytest.fixture
+def flow_state(prefect_api: None, state_dir: Path) -> Iterator[Path]:
+    """Cached task results live in this test's state folder, so no test reuses another's."""
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: state_dir / "prefect-results"}):
+        yield state_dir
+
+
+def tiny_config(repo: Path, *overrides: str) -> FlowConfig:
+    path = REPO_ROOT / "configs" / "full_flow_config.yaml"
+    return load_config(path, [f"dataset.path={repo}", *TINY, *overrides])
+
+
+def registry() -> MlflowClient:
+    return MlflowClient(get_settings().mlflow_tracking_uri)
+
+
+def test_full_flow_promotes_reuses_cache_and_gate_refuses_weak_model(flow_state: Path, tiny_repo: Path) -> None:
+    from prefect import get_client
+    from prefect.variables import Variable
+
+    from flows.full_flow import full_flow
+
+    first = full_flow(config=tiny_config(tiny_repo), config_file="full.yaml")
+    assert first.deploy.promoted and first.deploy.champion_after == "1" and not first.reused_training
+    pointer = read_pointer(get_settings().central_storage_url, "fashion-cnn")
+    assert pointer is not None and pointer.version == "1"
+    assert str(registry().get_model_version_by_alias("fashion-cnn", "champion").version) == "1"
+    assert Variable.get("production_model_fashion_cnn")["version"] == "1"
+    plots = {a.path for a in registry().list_artifacts(first.evaluation.run_id, "evaluation/v1")}
+    assert {
+        f"evaluation/v1/{n}.png" for n in ("confusion_matrix", "reliability_diagram", "worst_misclassified")
+    } <= plots
+    assert {"accuracy", "macro_auc", "ece", "recall/coat", "precision/bag"} <= set(first.evaluation.metrics)
+
+    second = full_flow(config=tiny_config(tiny_repo), config_file="full.yaml")
+    assert second.reused_training and second.train.version == "1"
+    assert not second.deploy.promoted and "already the champion" in second.deploy.reason
+    assert len(registry().search_model_versions("name='fashion-cnn'")) == 1
+    assert read_pointer(get_settings().central_storage_url, "fashion-cnn") == pointer  # untouched
+
+    strict = tiny_config(tiny_repo, "evaluate.thresholds={accuracy: [0.99, lower], recall/coat: [1.01, lower]}")
+    with pytest.raises(QualityGateError) as refused:
+        full_flow(config=strict, config_file="strict.yaml", force=True)
+    assert "accuracy = " in str(refused.value) and "recall/coat = " in str(refused.value)
+    assert str(registry().get_model_version_by_alias("fashion-cnn", "champion").version) == "1"
+    assert read_pointer(get_settings().central_storage_url, "fashion-cnn") == pointer
+
+    async def summary() -> str:
+        async with get_client() as client:
+            artifact = await client.read_latest_artifacts()
+            return " ".join(str(a.data) for a in artifact if a.key == "full-flow-summary")
+
+    import asyncio
+
+    assert "quality gate**: FAILED" in asyncio.run(summary())
+
+
+def test_rollback_restores_alias_and_pointer(flow_state: Path, tiny_repo: Path, tmp_path: Path) -> None:
+    from flows.full_flow import full_flow
+    from tasks.ops import main as ops
+
+    full_flow(config=tiny_config(tiny_repo), config_file="full.yaml")
+    second = full_flow(config=tiny_config(tiny_repo, "train.seed=7"), config_file="full.yaml")
+    assert second.deploy.promoted and second.deploy.champion_before == "1" and second.deploy.champion_after == "2"
+
+    config_file = tmp_path / "ops.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "flow_module": "flows.full_flow",
+                "model": {"name": "fashion-cnn"},
+                "dataset": {"revision": "v2.0", "path": str(tiny_repo)},
+            }
+        )
+    )
+    assert ops(["--config", str(config_file), "rollback"]) == 0
+    pointer = read_pointer(get_settings().central_storage_url, "fashion-cnn")
+    assert pointer is not None and pointer.version == "1" and pointer.previous_version == "2"
+    assert str(registry().get_model_version_by_alias("fashion-cnn", "champion").version) == "1"
+    assert ops(["--config", str(config_file), "promote", "9"]) == 2  # an unknown version changes nothing
+    assert read_pointer(get_settings().central_storage_url, "fashion-cnn") == pointer
