@@ -50,5 +50,5 @@ lock: ## rewrite requirements.lock from the current .venv
 	{ head -2 requirements.lock; $(BIN)/pip freeze --all | grep -vE '^(pip|setuptools|wheel)=='; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
-clean-state: ## delete the embedded state folder (.mlops): runs, registry, storage, DVC remote
-	rm -rf .mlops
+clean-state: ## delete the embedded state (.mlops) except the DVC remote that dataset repositories push to
+	find .mlops -mindepth 1 -maxdepth 1 ! -name dvc-remote -exec rm -rf {} +

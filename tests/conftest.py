@@ -17,6 +17,15 @@ from tasks.demo_data import SplitSizes, build_dataset_repository, fetch_debian_p
 from tasks.settings import get_settings
 
 TINY_SIZES = SplitSizes(train_v1=100, train_v2=200, validation=60, test=100)
+# Settings that make a real flow run take seconds on the tiny repository.
+TINY_TRAINING = [
+    "train.epochs=1",
+    "train.batch_size=32",
+    "train.drift.reference_rows=40",
+    "train.drift.uae_dim=8",
+    "dataset.validation.max_property_drift=0.5",
+    "dataset.validation.max_label_drift=0.5",
+]
 
 
 @pytest.fixture

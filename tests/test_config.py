@@ -101,19 +101,19 @@ def test_config_not_a_mapping_or_missing_file(tmp_path: Path) -> None:
         load_config(write_config(tmp_path, "- just\n- a list\n"))
 
 
+def run_cli(config: Path, state: Path) -> subprocess.CompletedProcess[str]:
+    """run_flow.py as a user runs it, in a clean environment with its own state folder."""
+    env = {"MLOPS_HOME": str(state), "PATH": "/usr/bin:/bin"}
+    command = [sys.executable, "run_flow.py", "--config", str(config)]
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=60)
+
+
 def test_run_flow_cli_refuses_misspelt_key_before_starting_anything(tmp_path: Path) -> None:
     raw = yaml.safe_load((REPO_ROOT / "configs" / "train_config.yaml").read_text())
     raw["train"]["learning_rte"] = raw["train"].pop("learning_rate")
     path = tmp_path / "typo.yaml"
     path.write_text(yaml.safe_dump(raw))
-    result = subprocess.run(
-        [sys.executable, "run_flow.py", "--config", str(path)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env={"MLOPS_HOME": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"},
-        timeout=60,
-    )
+    result = run_cli(path, tmp_path / "state")
     assert result.returncode == 2
     assert f"{path}" in result.stderr and "train.learning_rte: unknown key" in result.stderr
     assert not (tmp_path / "state").exists()  # nothing was created
@@ -121,27 +121,13 @@ def test_run_flow_cli_refuses_misspelt_key_before_starting_anything(tmp_path: Pa
 
 def test_run_flow_cli_rejects_unknown_augmenter(tmp_path: Path) -> None:
     path = write_config(tmp_path, MINIMAL + "train:\n  augmentation:\n    - {name: Flipper}\n")
-    result = subprocess.run(
-        [sys.executable, "run_flow.py", "--config", str(path)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env={"MLOPS_HOME": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"},
-        timeout=60,
-    )
+    result = run_cli(path, tmp_path / "state")
     assert result.returncode == 2
     assert "train.augmentation[0].name: 'Flipper' is not an imgaug augmenter" in result.stderr
 
 
 def test_run_flow_cli_lists_tags_for_an_unknown_revision(tmp_path: Path, tiny_repo: Path) -> None:
     path = write_config(tmp_path, MINIMAL.replace("{revision: v2.0}", f"{{revision: v3.1, path: {tiny_repo}}}"))
-    result = subprocess.run(
-        [sys.executable, "run_flow.py", "--config", str(path)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env={"MLOPS_HOME": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"},
-        timeout=60,
-    )
+    result = run_cli(path, tmp_path / "state")
     assert result.returncode == 2
     assert "dataset revision 'v3.1' not found" in result.stderr and "available tags: v1.0, v2.0" in result.stderr

@@ -13,16 +13,12 @@ from configs.schema import REPO_ROOT, FlowConfig, load_config
 from tasks.errors import QualityGateError
 from tasks.production import read_pointer
 from tasks.settings import get_settings
+from tests.conftest import TINY_TRAINING
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
 
 TINY = [
-    "train.epochs=1",
-    "train.batch_size=32",
-    "train.drift.reference_rows=40",
-    "train.drift.uae_dim=8",
-    "dataset.validation.max_property_drift=0.5",
-    "dataset.validation.max_label_drift=0.5",
+    *TINY_TRAINING,
     "evaluate.thresholds={accuracy: [0.05, lower], ece: [0.9, upper]}",
     "deploy.margin=1.0",
 ]

@@ -14,21 +14,15 @@ from configs.schema import REPO_ROOT, load_config
 from tasks.errors import DataValidationError
 from tasks.settings import get_settings
 from tasks.storage import verify_version
+from tests.conftest import TINY_TRAINING
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
 
-TINY = [
-    "train.epochs=1",
-    "train.batch_size=32",
-    "train.drift.reference_rows=40",
-    "train.drift.uae_dim=8",
-    "dataset.validation.max_property_drift=0.5",
-    "dataset.validation.max_label_drift=0.5",
-]
-
 
 def tiny_config(repo: Path, *overrides: str):  # type: ignore[no-untyped-def]
-    return load_config(REPO_ROOT / "configs" / "train_config.yaml", [f"dataset.path={repo}", *TINY, *overrides])
+    return load_config(
+        REPO_ROOT / "configs" / "train_config.yaml", [f"dataset.path={repo}", *TINY_TRAINING, *overrides]
+    )
 
 
 def test_train_flow_records_registers_and_publishes(prefect_api: None, state_dir: Path, tiny_repo: Path) -> None:
