@@ -25,7 +25,9 @@ def content_hash(content: bytes) -> str:
 def image_properties(image: np.ndarray) -> dict[str, float]:
     """Brightness and contrast (mean and std of gray levels, 0-1), sharpness (Laplacian variance)."""
     channels = 1 if image.ndim == 2 else image.shape[2]
-    gray = image if channels == 1 else cv2.cvtColor(image[..., :3], cv2.COLOR_RGB2GRAY)
+    gray = image[..., 0] if 1 < channels < 3 else image  # gray + alpha: the gray channel
+    if channels >= 3:
+        gray = cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2GRAY)
     gray = gray.reshape(image.shape[0], image.shape[1]).astype(np.float32) / 255.0
     return {
         "brightness": float(gray.mean()),

@@ -1,0 +1,1 @@
+"""The serving service: predictions with Grad-CAM, a durable prediction log, feedback, hot reload."""

@@ -1,0 +1,180 @@
+"""HTTP routes: thin, each turning the service's errors into the status code HTTP means."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+from fastapi import APIRouter, Depends, File, Header, HTTPException, Request, Response, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from services.dl_service import schemas
+from services.dl_service.images import ImageRejected
+from services.dl_service.model import ModelManager, ModelUnavailable
+from services.dl_service.service import PredictionService, UnknownLabel
+from services.dl_service.settings import ServiceSettings
+from services.dl_service.store import StoreUnavailable, UnknownPrediction
+from tasks.errors import IntegrityError
+
+STATIC = Path(__file__).resolve().parent / "static"
+T = TypeVar("T")
+
+router = APIRouter()
+
+
+def get_service(request: Request) -> PredictionService:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def get_manager(request: Request) -> ModelManager:
+    return request.app.state.manager  # type: ignore[no-any-return]
+
+
+def get_settings_dep(request: Request) -> ServiceSettings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+ServiceDep = Annotated[PredictionService, Depends(get_service)]
+ManagerDep = Annotated[ModelManager, Depends(get_manager)]
+SettingsDep = Annotated[ServiceSettings, Depends(get_settings_dep)]
+RequestId = Annotated[str | None, Header(alias="X-Request-ID")]
+ImageFile = Annotated[UploadFile, File(description="the image: PNG, JPEG, GIF or BMP")]
+ImageFiles = Annotated[list[UploadFile], File(description="the images: PNG, JPEG, GIF or BMP")]
+
+
+async def _measured(request: Request, endpoint: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Run a handler, turning known errors into HTTP statuses and counting the outcome."""
+    metrics = request.app.state.metrics
+    started, status = time.perf_counter(), 200
+    try:
+        return await call()
+    except ImageRejected as error:
+        status = error.status_code
+        raise HTTPException(error.status_code, error.reason) from None
+    except ModelUnavailable as error:
+        status = 503
+        raise HTTPException(503, str(error), headers={"Retry-After": "5"}) from None
+    except UnknownPrediction as error:
+        status = 404
+        raise HTTPException(404, str(error)) from None
+    except UnknownLabel as error:
+        status = 422
+        raise HTTPException(422, str(error)) from None
+    except StoreUnavailable as error:
+        status = 503
+        raise HTTPException(503, str(error), headers={"Retry-After": "5"}) from None
+    finally:
+        metrics.requests.labels(endpoint, str(status)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+
+async def _read(upload: UploadFile, limit: int) -> bytes:
+    """Read at most limit + 1 bytes, so an oversized upload is refused without holding it all."""
+    return await upload.read(limit + 1)
+
+
+@router.post("/predict", response_model=schemas.Prediction, tags=["predictions"])
+async def predict(request: Request, service: ServiceDep, file: ImageFile, x_request_id: RequestId = None):
+    """Classify one image (PNG, JPEG, GIF or BMP)."""
+    content = await _read(file, service.settings.max_upload_bytes)
+    return (await _measured(request, "predict", lambda: service.predict([content], x_request_id)))[0]
+
+
+@router.post("/predict/batch", response_model=schemas.BatchPrediction, tags=["predictions"])
+async def predict_batch(request: Request, service: ServiceDep, files: ImageFiles, x_request_id: RequestId = None):
+    """Classify several images in one request; any bad image refuses the request, naming it."""
+    limit = service.settings.max_batch_images
+    if len(files) > limit:
+        raise HTTPException(413, f"{len(files)} images in one request; the limit is {limit}")
+    contents = [await _read(f, service.settings.max_upload_bytes) for f in files]
+
+    async def call() -> schemas.BatchPrediction:
+        try:
+            return schemas.BatchPrediction(predictions=await service.predict(contents, x_request_id))
+        except ImageRejected as error:
+            index = next(i for i, c in enumerate(contents) if _rejects(service, c))
+            raise ImageRejected(error.status_code, f"file {index} ({files[index].filename}): {error.reason}") from None
+
+    return await _measured(request, "predict_batch", call)
+
+
+def _rejects(service: PredictionService, content: bytes) -> bool:
+    try:
+        service.prepare(content, service.manager.current.input_spec)
+    except ImageRejected:
+        return True
+    return False
+
+
+@router.post("/explain", response_model=schemas.Explanation, tags=["predictions"])
+async def explain(request: Request, service: ServiceDep, file: ImageFile, x_request_id: RequestId = None):
+    """Classify one image and show, with Grad-CAM, which regions drove the decision."""
+    content = await _read(file, service.settings.max_upload_bytes)
+    return await _measured(request, "explain", lambda: service.explain(content, x_request_id))
+
+
+@router.post("/feedback/{prediction_id}", response_model=schemas.FeedbackOut, status_code=201, tags=["feedback"])
+async def feedback(request: Request, prediction_id: str, body: schemas.FeedbackIn, service: ServiceDep):
+    """Record the true label of an earlier prediction (used by monitoring for live accuracy)."""
+
+    async def call() -> schemas.FeedbackOut:
+        return await run_in_threadpool(service.feedback, prediction_id, body.label)
+
+    return await _measured(request, "feedback", call)
+
+
+@router.post("/admin/reload", response_model=schemas.ReloadOut, tags=["admin"])
+async def reload_model(
+    manager: ManagerDep, settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
+) -> schemas.ReloadOut:
+    """Load the version the production pointer names now (also done by polling the pointer)."""
+    _require_admin(settings, authorization)
+    try:
+        result = await run_in_threadpool(manager.refresh)
+    except IntegrityError as error:
+        raise HTTPException(409, f"refused, the current model is kept: {error}") from None
+    return schemas.ReloadOut(version=result.version, changed=result.changed, detail=result.detail)
+
+
+def _require_admin(settings: ServiceSettings, authorization: str | None) -> None:
+    if not settings.admin_token:
+        raise HTTPException(403, "admin routes are disabled: set MLOPS_SERVICE_ADMIN_TOKEN")
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
+        raise HTTPException(401, "missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"})
+
+
+@router.get("/health", tags=["operations"])
+async def health() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", response_model=schemas.Readiness, tags=["operations"])
+async def ready(manager: ManagerDep, settings: SettingsDep) -> JSONResponse:
+    """Readiness: 200 once a model is loaded, 503 with the reason until then."""
+    loaded = manager.loaded
+    body = schemas.Readiness(
+        ready=loaded,
+        model_name=settings.model_name,
+        model_version=manager.current.version if loaded else None,
+        detail="serving" if loaded else manager.unavailable_reason,
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if loaded else 503)
+
+
+@router.get("/metrics", tags=["operations"], include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    state = request.app.state
+    state.metrics.spooled_rows.set(state.service.log.pending_spool_rows())
+    payload, content_type = state.metrics.exposition()
+    return Response(payload, media_type=content_type)
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> FileResponse:
+    return FileResponse(STATIC / "index.html", media_type="text/html")

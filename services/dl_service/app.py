@@ -1,0 +1,88 @@
+"""The app factory: settings in, a FastAPI app out; everything heavy happens in the lifespan.
+
+uvicorn --factory services.dl_service.app:create_app --host 127.0.0.1 --port 4242
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from services.dl_service.api import router
+from services.dl_service.batching import MicroBatcher
+from services.dl_service.metrics import ServiceMetrics
+from services.dl_service.model import ModelManager
+from services.dl_service.service import PredictionService
+from services.dl_service.settings import ServiceSettings, get_service_settings
+from services.dl_service.store import PredictionLog
+from tasks.errors import IntegrityError
+from tasks.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or get_service_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        metrics = ServiceMetrics()
+        manager = ModelManager(
+            settings.resolved_storage_url,
+            settings.model_name,
+            get_settings().cache_dir,
+            on_change=lambda before, after: metrics.served_version_changed(settings.model_name, before, after),
+        )
+        log = PredictionLog(settings.resolved_database_url, settings.resolved_spool_dir, settings.log_flush_seconds)
+        log.start()
+        batcher = MicroBatcher(manager, settings.batch_size, settings.batch_wait_ms / 1000)
+        batcher.start()
+        service = PredictionService(settings, manager, batcher, log, metrics)
+        app.state.settings, app.state.manager, app.state.metrics, app.state.service = (
+            settings,
+            manager,
+            metrics,
+            service,
+        )
+        await _refresh(manager)
+        watcher = asyncio.get_running_loop().create_task(_watch_pointer(manager, settings.pointer_poll_seconds))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await batcher.stop()
+            service.close()
+            await run_in_threadpool(log.close)
+
+    app = FastAPI(
+        title="dl_service",
+        description="Image classification with Grad-CAM explanations, a durable prediction log and feedback.",
+        version="1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+    return app
+
+
+async def _refresh(manager: ModelManager) -> None:
+    """Load the pointer's version if it changed; a failure keeps the current model serving."""
+    try:
+        await run_in_threadpool(manager.refresh)
+    except IntegrityError:
+        pass  # logged by the manager; the current model keeps serving
+    except Exception:
+        logger.exception("Could not check the production pointer")
+
+
+async def _watch_pointer(manager: ModelManager, interval: float) -> None:
+    """Every worker and replica converges on the pointer's version, reload request or not."""
+    while True:
+        await asyncio.sleep(interval)
+        await _refresh(manager)

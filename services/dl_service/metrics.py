@@ -1,0 +1,66 @@
+"""Prometheus metrics, correct with several worker processes.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn), every process writes its samples there and
+``/metrics`` aggregates them all; without it, the app keeps a private registry.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        registry = None if self.multiprocess else CollectorRegistry()
+        self._registry = registry
+        self.requests = Counter("dl_service_requests_total", "HTTP requests", ["endpoint", "status"], registry=registry)
+        self.latency = Histogram(
+            "dl_service_request_seconds", "Request latency", ["endpoint"], buckets=LATENCY_BUCKETS, registry=registry
+        )
+        self.predictions = Counter(
+            "dl_service_predictions_total",
+            "Predictions by model version and class",
+            ["model_version", "predicted_class"],
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "dl_service_batch_size", "Images per model call", buckets=(1, 2, 4, 8, 16, 32, 64), registry=registry
+        )
+        self.model_version = Gauge(
+            "dl_service_model_version",
+            "Version being served (1 for the served version)",
+            ["model", "version"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.spooled_rows = Gauge(
+            "dl_service_spooled_rows",
+            "Prediction rows waiting for the database",
+            registry=registry,
+            multiprocess_mode="livemax",  # every process sees the same spool folder
+        )
+
+    def served_version_changed(self, model: str, before: str | None, after: str) -> None:
+        if before is not None:
+            self.model_version.labels(model, before).set(0)
+        self.model_version.labels(model, after).set(1)
+
+    def exposition(self) -> tuple[bytes, str]:
+        if self._registry is not None:
+            return generate_latest(self._registry), CONTENT_TYPE_LATEST
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # every worker's samples, summed
+        return generate_latest(registry), CONTENT_TYPE_LATEST

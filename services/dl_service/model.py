@@ -1,0 +1,147 @@
+"""The served model: a verified version from central storage, its predictor and Grad-CAM explainer.
+
+Nothing here knows about HTTP. ``ModelManager`` holds the current version and swaps it by
+replacing one reference, so a batch that started on the old version finishes on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tasks.errors import IntegrityError, MlopsError
+from tasks.model_bundle import fetch_bundle
+from tasks.models import LAST_CONV_LAYER
+from tasks.preprocessing import InputSpec
+from tasks.production import read_pointer
+
+logger = logging.getLogger(__name__)
+
+
+class ModelUnavailable(MlopsError):
+    """No model is loaded yet; the reason says why."""
+
+
+@dataclass
+class Explanation:
+    probabilities: np.ndarray
+    class_index: int
+    heatmap: np.ndarray  # HxW in [0, 1], at the model's input size
+
+
+class ServedModel:
+    """One loaded version: batched prediction (softmax + UAE features) and Grad-CAM."""
+
+    def __init__(
+        self, name: str, version: str, metadata: dict[str, Any], classifier: keras.Model, encoder: keras.Model
+    ):
+        self.name, self.version, self.metadata = name, version, metadata
+        self.class_names: list[str] = list(metadata["class_names"])
+        spec = metadata["input"]
+        self.input_spec = InputSpec(height=int(spec["height"]), width=int(spec["width"]))
+        self.classifier, self.encoder = classifier, encoder
+        signature = [tf.TensorSpec([None, self.input_spec.height, self.input_spec.width, 3], tf.float32)]
+        self._infer = tf.function(self._forward, input_signature=signature)
+        # Built once per version: the gradient model Grad-CAM differentiates.
+        self._gradient_model = keras.Model(
+            classifier.inputs, [classifier.get_layer(LAST_CONV_LAYER).output, classifier.output]
+        )
+
+    def _forward(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return self.classifier(images, training=False), self.encoder(images, training=False)
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 NxHxWx3 (the shared preprocessing's output) -> (probabilities, UAE features)."""
+        probabilities, features = self._infer(tf.cast(images, tf.float32))
+        return probabilities.numpy(), features.numpy()
+
+    def explain(self, image: np.ndarray) -> Explanation:
+        """Grad-CAM for the predicted class: which regions raised its score."""
+        batch = tf.cast(image[None, ...], tf.float32)
+        with tf.GradientTape() as tape:
+            activations, probabilities = self._gradient_model(batch, training=False)
+            class_index = int(tf.argmax(probabilities[0]))
+            score = probabilities[:, class_index]
+        gradients = tape.gradient(score, activations)
+        weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))[0]
+        cam = cam / (tf.reduce_max(cam) + 1e-8)
+        size = (self.input_spec.height, self.input_spec.width)
+        heatmap = tf.image.resize(cam[..., None], size, method="bilinear")[..., 0].numpy()
+        return Explanation(probabilities.numpy()[0], class_index, np.clip(heatmap, 0.0, 1.0))
+
+    def warm_up(self) -> None:
+        """Trace the inference function now rather than on the first request."""
+        self.predict(np.zeros((1, self.input_spec.height, self.input_spec.width, 3), dtype=np.uint8))
+
+
+def load_served_model(storage_url: str, name: str, version: str, cache_dir: Path) -> ServedModel:
+    bundle = fetch_bundle(storage_url, name, version, cache_dir)  # checksums verified first
+    model = ServedModel(name, version, bundle.metadata, bundle.load_classifier(), bundle.load_encoder())
+    model.warm_up()
+    return model
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    version: str | None
+    changed: bool
+    detail: str
+
+
+class ModelManager:
+    """Follows the production pointer; loads a new version beside the old one, then swaps."""
+
+    def __init__(
+        self, storage_url: str, name: str, cache_dir: Path, on_change: Callable[[str | None, str], None] | None = None
+    ) -> None:
+        self.storage_url, self.name, self.cache_dir = storage_url, name, cache_dir
+        self.on_change = on_change
+        self._current: ServedModel | None = None
+        self._load_lock = threading.Lock()
+        self.unavailable_reason = "no model loaded yet"
+
+    @property
+    def current(self) -> ServedModel:
+        model = self._current
+        if model is None:
+            raise ModelUnavailable(self.unavailable_reason)
+        return model
+
+    @property
+    def loaded(self) -> bool:
+        return self._current is not None
+
+    def refresh(self) -> ReloadResult:
+        """Load the version the pointer names if it differs from the current one.
+
+        A version whose checksums fail is refused and the current model kept.
+        """
+        with self._load_lock:
+            pointer = read_pointer(self.storage_url, self.name)
+            current = self._current.version if self._current else None
+            if pointer is None:
+                self.unavailable_reason = f"no production model for {self.name!r} yet: run the deploy flow"
+                return ReloadResult(current, False, self.unavailable_reason)
+            if pointer.version == current:
+                return ReloadResult(current, False, f"version {current} already loaded")
+            try:
+                loaded = load_served_model(self.storage_url, self.name, pointer.version, self.cache_dir)
+            except IntegrityError as error:
+                logger.error("Refusing %s version %s: %s", self.name, pointer.version, error)
+                if self._current is None:
+                    self.unavailable_reason = f"production version {pointer.version} failed its checksums"
+                raise
+            self._current = loaded  # one reference swap: in-flight batches keep the model they hold
+            logger.info("Serving %s version %s (was %s)", self.name, pointer.version, current)
+            if self.on_change is not None:
+                self.on_change(current, pointer.version)
+            return ReloadResult(pointer.version, True, f"loaded version {pointer.version}")

@@ -1,0 +1,54 @@
+"""Request and response bodies of the API (kept apart from the storage rows)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ClassProbability(BaseModel):
+    label: str
+    probability: float
+
+
+class Prediction(BaseModel):
+    prediction_id: str = Field(description="pass it to POST /feedback/{prediction_id}")
+    model_name: str
+    model_version: str
+    label: str
+    confidence: float
+    top_k: list[ClassProbability]
+    probabilities: dict[str, float]
+    latency_ms: float
+
+
+class BatchPrediction(BaseModel):
+    predictions: list[Prediction]
+
+
+class Explanation(Prediction):
+    heatmap_png: str = Field(description="Grad-CAM heat map, RGBA PNG, base64; transparent where cold")
+    overlay_png: str = Field(description="the heat map blended over the image, PNG, base64")
+    image_png: str = Field(description="the model's view of the image (after preprocessing), PNG, base64")
+
+
+class FeedbackIn(BaseModel):
+    label: str = Field(min_length=1, description="the true class, one of the model's class names")
+
+
+class FeedbackOut(BaseModel):
+    prediction_id: str
+    label: str
+    recorded_at: str
+
+
+class ReloadOut(BaseModel):
+    version: str | None
+    changed: bool
+    detail: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    model_name: str
+    model_version: str | None
+    detail: str

@@ -1,0 +1,165 @@
+"""What the routes call: check, preprocess, batch, predict, explain, log. No HTTP in here."""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import cv2
+import fsspec
+import numpy as np
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+
+from services.dl_service import schemas
+from services.dl_service.batching import BatchOutput, MicroBatcher
+from services.dl_service.images import CheckedImage, ImageRejected, check_image
+from services.dl_service.metrics import ServiceMetrics
+from services.dl_service.model import ModelManager, ServedModel
+from services.dl_service.settings import ServiceSettings
+from services.dl_service.store import PredictionLog, new_prediction_id, utc_now
+from tasks.preprocessing import InputSpec, preprocess_image
+
+logger = logging.getLogger(__name__)
+
+DISPLAY_SIZE = 224
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    checked: CheckedImage
+    pixels: np.ndarray  # the shared preprocessing's uint8 output
+
+
+class UnknownLabel(ValueError):
+    """Feedback names a class the model does not have."""
+
+
+class PredictionService:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        manager: ModelManager,
+        batcher: MicroBatcher,
+        log: PredictionLog,
+        metrics: ServiceMetrics,
+    ) -> None:
+        self.settings, self.manager, self.batcher, self.log, self.metrics = settings, manager, batcher, log, metrics
+        self._image_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-store")
+
+    def close(self) -> None:
+        self._image_writer.shutdown(wait=True)
+
+    def prepare(self, content: bytes, spec: InputSpec) -> PreparedImage:
+        """Refuse bad input with a reason; decode and resize through the training preprocessing."""
+        checked = check_image(content, self.settings.max_upload_bytes, self.settings.max_pixels)
+        try:
+            pixels = preprocess_image(content, spec).numpy()
+        except Exception as error:
+            raise ImageRejected(422, f"corrupt or truncated image: {error}") from None
+        return PreparedImage(checked, pixels)
+
+    async def predict(self, contents: list[bytes], request_id: str | None) -> list[schemas.Prediction]:
+        started = time.perf_counter()
+        spec = self.manager.current.input_spec
+        prepared = [await run_in_threadpool(self.prepare, content, spec) for content in contents]
+        outputs = await self.batcher.submit([(p.checked.content, p.pixels) for p in prepared])
+        latency_ms = (time.perf_counter() - started) * 1000
+        return [self._record(p, o, latency_ms, request_id) for p, o in zip(prepared, outputs, strict=True)]
+
+    async def explain(self, content: bytes, request_id: str | None) -> schemas.Explanation:
+        model = self.manager.current
+        started = time.perf_counter()
+        prepared = await run_in_threadpool(self.prepare, content, model.input_spec)
+        output = (await self.batcher.submit([(content, prepared.pixels)]))[0]
+        explanation = await run_in_threadpool(output.model.explain, prepared.pixels)
+        prediction = self._record(prepared, output, (time.perf_counter() - started) * 1000, request_id)
+        heatmap, overlay, view = await run_in_threadpool(render_explanation, prepared.pixels, explanation.heatmap)
+        return schemas.Explanation(**prediction.model_dump(), heatmap_png=heatmap, overlay_png=overlay, image_png=view)
+
+    def feedback(self, prediction_id: str, label: str) -> schemas.FeedbackOut:
+        names = self.manager.current.class_names if self.manager.loaded else []
+        if names and label not in names:
+            raise UnknownLabel(f"label {label!r} is not a class of the model; one of: {', '.join(names)}")
+        row = self.log.add_feedback(prediction_id, label)
+        return schemas.FeedbackOut(prediction_id=prediction_id, label=label, recorded_at=row["created_at"].isoformat())
+
+    def _record(
+        self, prepared: PreparedImage, output: BatchOutput, latency_ms: float, request_id: str | None
+    ) -> schemas.Prediction:
+        model, probabilities = output.model, output.probabilities
+        index = int(probabilities.argmax())
+        prediction_id = new_prediction_id()
+        checked = prepared.checked
+        self.log.record(
+            {
+                "id": prediction_id, "created_at": utc_now(), "model_name": model.name,
+                "model_version": model.version, "predicted_label": model.class_names[index],
+                "confidence": float(probabilities[index]), "probabilities": _rounded(probabilities),
+                "uae": _rounded(output.features), **checked.properties, "sha256": checked.sha256,
+                "latency_ms": latency_ms, "request_id": request_id, "image_uri": self._store_image(checked),
+            }
+        )  # fmt: skip
+        self.metrics.predictions.labels(model.version, model.class_names[index]).inc()
+        self.metrics.batch_size.observe(output.batch_size)
+        return _prediction(prediction_id, model, probabilities, latency_ms, self.settings.top_k)
+
+    def _store_image(self, checked: CheckedImage) -> str | None:
+        """Keep the upload by content hash in central storage when configured; never on the request path."""
+        if not self.settings.store_images:
+            return None
+        uri = f"{self.settings.resolved_storage_url.rstrip('/')}/images/{checked.sha256[:2]}/{checked.sha256}"
+        self._image_writer.submit(_write_once, uri, checked.content)
+        return uri
+
+
+def _write_once(uri: str, content: bytes) -> None:
+    try:
+        fs, path = fsspec.core.url_to_fs(uri)
+        if not fs.exists(path):
+            fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            fs.pipe_file(path, content)
+    except OSError:
+        logger.exception("Could not store image %s", uri)
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    return [round(float(v), 7) for v in values]
+
+
+def _prediction(
+    prediction_id: str, model: ServedModel, probabilities: np.ndarray, latency_ms: float, top_k: int
+) -> schemas.Prediction:
+    names = model.class_names
+    order = np.argsort(-probabilities)[:top_k]
+    return schemas.Prediction(
+        prediction_id=prediction_id,
+        model_name=model.name,
+        model_version=model.version,
+        label=names[int(order[0])],
+        confidence=float(probabilities[order[0]]),
+        top_k=[schemas.ClassProbability(label=names[int(i)], probability=float(probabilities[i])) for i in order],
+        probabilities={name: float(p) for name, p in zip(names, probabilities, strict=True)},
+        latency_ms=round(latency_ms, 3),
+    )
+
+
+def render_explanation(pixels: np.ndarray, heatmap: np.ndarray) -> tuple[str, str, str]:
+    """Colour heat map (alpha follows heat), overlay and the model's view, as base64 PNGs."""
+    size = (max(DISPLAY_SIZE, pixels.shape[1]), max(DISPLAY_SIZE, pixels.shape[0]))
+    view = cv2.resize(pixels, size, interpolation=cv2.INTER_NEAREST)
+    heat = cv2.resize(heatmap.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    colour = cv2.cvtColor(cv2.applyColorMap(np.uint8(255 * heat), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    rgba = np.dstack([colour, np.uint8(255 * np.clip(heat * 1.2, 0, 1))])
+    overlay = np.uint8(0.55 * view + 0.45 * colour)
+    return _png(rgba), _png(overlay), _png(view)
+
+
+def _png(array: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()

@@ -1,0 +1,245 @@
+"""The prediction log: predictions and feedback in SQL (SQLite by default, PostgreSQL in the stack).
+
+Writes leave the request path: rows queue in memory and a writer thread inserts them in batches.
+When the database is unreachable, rows are appended (and fsynced) to a spool file and inserted
+once it returns, oldest first; a re-inserted row is ignored by its primary key, so a crash between
+insert and spool clean-up cannot duplicate it. Nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    insert,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from tasks.errors import MlopsError
+
+logger = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", String(50), nullable=False, index=True),
+    Column("predicted_label", String(200), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("probabilities", JSON, nullable=False),  # the BBSD features: softmax in class order
+    Column("uae", JSON, nullable=False),
+    Column("brightness", Float),
+    Column("contrast", Float),
+    Column("sharpness", Float),
+    Column("width", Float),
+    Column("height", Float),
+    Column("channels", Float),
+    Column("sha256", String(64), nullable=False, index=True),
+    Column("latency_ms", Float, nullable=False),
+    Column("request_id", String(100)),
+    Column("image_uri", String(1000)),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("prediction_id", String(36), ForeignKey("predictions.id"), nullable=False, index=True),
+    Column("label", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+DATABASE_ERRORS = (OperationalError, DBAPIError, OSError)
+
+
+class StoreUnavailable(MlopsError):
+    """The database cannot be reached right now."""
+
+
+class UnknownPrediction(MlopsError):
+    """Feedback names a prediction id that was never logged."""
+
+
+def new_prediction_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PredictionLog:
+    """Batched, durable writes of prediction rows; synchronous feedback writes."""
+
+    def __init__(self, database_url: str, spool_dir: Path, flush_seconds: float = 0.2) -> None:
+        self.engine: Engine = create_engine(database_url, pool_pre_ping=True)
+        self.spool_dir, self.flush_seconds = spool_dir, flush_seconds
+        self._spool = spool_dir / f"pending-{os.getpid()}-{uuid.uuid4().hex[:6]}.jsonl"
+        self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._write_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.written = 0
+        self.spooled = 0
+        self._tables_ready = False
+
+    def start(self) -> None:
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self._create_tables()
+        self._thread = threading.Thread(target=self._writer, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def _create_tables(self) -> None:
+        try:
+            metadata.create_all(self.engine)
+            self._tables_ready = True
+        except DATABASE_ERRORS as error:
+            logger.warning("Prediction database unreachable at start-up (%s); spooling until it returns", error)
+
+    def record(self, row: dict[str, Any]) -> None:
+        """Queue one prediction row; returns at once."""
+        self._queue.put(row)
+
+    def flush(self) -> None:
+        """Write everything queued and spooled now (the writer thread does this every flush_seconds)."""
+        with self._write_lock:
+            rows = self._drain()
+            if self._replay_spool():
+                self._insert_or_spool(rows)
+            else:
+                self._append_to_spool(rows)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.flush()
+        self.engine.dispose()
+
+    def add_feedback(self, prediction_id: str, label: str) -> dict[str, Any]:
+        """Store the true label of a logged prediction; the prediction must exist."""
+        self.flush()  # the prediction may still be in the queue
+        try:
+            with self.engine.begin() as connection:
+                found = connection.execute(select(predictions.c.id).where(predictions.c.id == prediction_id)).first()
+                if found is None:
+                    raise UnknownPrediction(f"no prediction with id {prediction_id}")
+                row = {"prediction_id": prediction_id, "label": label, "created_at": utc_now()}
+                connection.execute(insert(feedback), row)
+        except DATABASE_ERRORS as error:
+            raise StoreUnavailable(f"prediction database unreachable: {error}") from None
+        return row
+
+    def pending_spool_rows(self) -> int:
+        return sum(_count_lines(path) for path in self.spool_dir.glob("*.jsonl"))
+
+    def _writer(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            try:
+                self.flush()
+            except Exception:
+                logger.exception("Prediction log writer failed; rows stay queued or spooled")
+
+    def _drain(self) -> list[dict[str, Any]]:
+        rows = []
+        while True:
+            try:
+                rows.append(self._queue.get_nowait())
+            except queue.Empty:
+                return rows
+
+    def _insert_or_spool(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        try:
+            self._insert(rows)
+            self.written += len(rows)
+        except DATABASE_ERRORS as error:
+            logger.warning("Prediction database unreachable (%s); spooling %d rows", type(error).__name__, len(rows))
+            self._append_to_spool(rows)
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        if not self._tables_ready:  # the database was down at start-up
+            metadata.create_all(self.engine)
+            self._tables_ready = True
+        with self.engine.begin() as connection:
+            connection.execute(_insert_ignoring_duplicates(self.engine.dialect.name), rows)
+
+    def _append_to_spool(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        with self._spool.open("a", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, default=_json_default) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.spooled += len(rows)
+
+    def _replay_spool(self) -> bool:
+        """Insert spooled rows, oldest file first; True when the spool is empty afterwards."""
+        for path in sorted(self.spool_dir.glob("*.jsonl"), key=lambda p: p.stat().st_mtime):
+            claimed = path.with_suffix(f".{os.getpid()}.replaying")
+            try:
+                path.rename(claimed)  # one process replays a file, even with several workers
+            except FileNotFoundError:
+                continue
+            rows = [_decode_row(line) for line in claimed.read_text(encoding="utf-8").splitlines() if line]
+            try:
+                self._insert(rows)
+            except DATABASE_ERRORS:
+                claimed.rename(path)
+                return False
+            claimed.unlink()
+            self.written += len(rows)
+            logger.info("Wrote %d spooled prediction rows", len(rows))
+        return True
+
+
+def _insert_ignoring_duplicates(dialect: str):  # type: ignore[no-untyped-def]
+    if dialect == "postgresql":
+        return postgresql.insert(predictions).on_conflict_do_nothing(index_elements=["id"])
+    if dialect == "sqlite":
+        return sqlite.insert(predictions).on_conflict_do_nothing(index_elements=["id"])
+    return insert(predictions)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot spool {type(value).__name__}")
+
+
+def _decode_row(line: str) -> dict[str, Any]:
+    row = json.loads(line)
+    row["created_at"] = datetime.fromisoformat(row["created_at"])
+    return row
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for _ in handle)

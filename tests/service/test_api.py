@@ -1,0 +1,195 @@
+"""The service through FastAPI's TestClient, with a real model, real storage and a real SQLite log."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from services.dl_service.app import create_app
+from services.dl_service.settings import ServiceSettings
+from tasks.production import write_pointer
+from tests.service.conftest import MODEL_NAME, in_process_probabilities
+
+ADMIN = {"Authorization": "Bearer test-token-1234"}
+
+
+@pytest.fixture
+def client(service_env: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(create_app(ServiceSettings())) as test_client:
+        yield test_client
+
+
+def png(array: np.ndarray, mode: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def upload(content: bytes, name: str = "image.png") -> dict[str, tuple[str, bytes, str]]:
+    return {"file": (name, content, "application/octet-stream")}
+
+
+def db_rows(env: dict[str, str], query: str) -> list[tuple]:
+    path = env["MLOPS_SERVICE_DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(path) as connection:
+        return connection.execute(query).fetchall()
+
+
+def wait_for_rows(env: dict[str, str], count: int) -> list[tuple]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rows = db_rows(env, "SELECT id, model_version, sha256, uae, probabilities, brightness FROM predictions")
+        if len(rows) >= count:
+            return rows
+        time.sleep(0.05)
+    raise AssertionError(f"expected {count} logged predictions")
+
+
+def test_ready_and_health(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["model_version"] == "1"
+
+
+def test_predict_matches_in_process_prediction_and_is_logged(
+    client: TestClient, sample_images: list[Path], model_storage: Path, service_env: dict[str, str]
+) -> None:
+    image = sample_images[0]
+    response = client.post("/predict", files=upload(image.read_bytes()), headers={"X-Request-ID": "req-1"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = in_process_probabilities(model_storage, "1", image)
+    served = np.array(list(body["probabilities"].values()))
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    assert body["model_version"] == "1" and body["label"] == body["top_k"][0]["label"]
+    rows = wait_for_rows(service_env, 1)
+    assert rows[0][0] == body["prediction_id"] and rows[0][1] == "1"
+    assert len(eval(rows[0][3])) == 8 and len(eval(rows[0][4])) == 10 and rows[0][5] > 0  # noqa: S307
+
+
+def test_predict_batch_returns_one_prediction_per_image(client: TestClient, sample_images: list[Path]) -> None:
+    files = [("files", (p.name, p.read_bytes(), "image/png")) for p in sample_images[:5]]
+    response = client.post("/predict/batch", files=files)
+    assert response.status_code == 200
+    assert len({p["prediction_id"] for p in response.json()["predictions"]}) == 5
+
+
+def test_batch_with_a_bad_file_names_it(client: TestClient, sample_images: list[Path]) -> None:
+    files = [("files", ("good.png", sample_images[0].read_bytes(), "image/png")), ("files", ("bad.png", b"text", "image/png"))]
+    response = client.post("/predict/batch", files=files)
+    assert response.status_code == 415 and "file 1 (bad.png)" in response.json()["detail"]
+
+
+def test_explain_returns_heat_map_and_overlay(client: TestClient, sample_images: list[Path]) -> None:
+    import base64
+
+    response = client.post("/explain", files=upload(sample_images[1].read_bytes()))
+    assert response.status_code == 200
+    body = response.json()
+    heat = Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"])))
+    overlay = Image.open(io.BytesIO(base64.b64decode(body["overlay_png"])))
+    assert heat.mode == "RGBA" and heat.size == overlay.size == (224, 224)
+    assert np.asarray(heat)[..., 3].max() > 0  # some region is hot
+
+
+def test_feedback_is_stored_and_checked(client: TestClient, sample_images: list[Path], service_env: dict[str, str]) -> None:
+    prediction = client.post("/predict", files=upload(sample_images[2].read_bytes())).json()
+    label = prediction["top_k"][1]["label"]
+    response = client.post(f"/feedback/{prediction['prediction_id']}", json={"label": label})
+    assert response.status_code == 201
+    assert db_rows(service_env, "SELECT prediction_id, label FROM feedback") == [(prediction["prediction_id"], label)]
+    assert client.post("/feedback/00000000-0000-0000-0000-000000000000", json={"label": label}).status_code == 404
+    wrong = client.post(f"/feedback/{prediction['prediction_id']}", json={"label": "spaceship"})
+    assert wrong.status_code == 422 and "not a class of the model" in wrong.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "reason"),
+    [
+        (b"", 400, "empty upload"),
+        (b"hello, I am text", 415, "not an image"),
+        (png(np.zeros((28, 28), np.uint8))[:60], 422, "corrupt or truncated"),
+        (png(np.zeros((28, 28), np.uint16) + 900), 415, "bit depth"),
+        (png(np.zeros((3000, 3000), np.uint8)), 413, "pixels"),
+    ],
+    ids=["empty", "text", "truncated", "16-bit", "too-many-pixels"],
+)
+def test_bad_input_gets_a_4xx_with_a_reason(client: TestClient, content: bytes, status: int, reason: str) -> None:
+    client.app.state.settings.max_pixels = 1_000_000  # type: ignore[attr-defined]
+    response = client.post("/predict", files=upload(content))
+    assert response.status_code == status, response.text
+    assert reason in response.json()["detail"]
+    assert client.get("/health").status_code == 200
+
+
+def test_oversized_upload_is_413(client: TestClient) -> None:
+    client.app.state.settings.max_upload_bytes = 1000  # type: ignore[attr-defined]
+    response = client.post("/predict", files=upload(png(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8))))
+    assert response.status_code == 413 and "limit is 1,000" in response.json()["detail"]
+
+
+def test_cmyk_jpeg_is_refused(client: TestClient) -> None:
+    buffer = io.BytesIO()
+    Image.new("CMYK", (28, 28), (0, 0, 0, 0)).save(buffer, format="JPEG")
+    response = client.post("/predict", files=upload(buffer.getvalue(), "x.jpg"))
+    assert response.status_code == 415 and "CMYK" in response.json()["detail"]
+
+
+def test_admin_reload_needs_the_token_and_loads_the_new_pointer(client: TestClient, model_storage: Path) -> None:
+    assert client.post("/admin/reload").status_code == 401
+    assert client.post("/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    write_pointer(str(model_storage), MODEL_NAME, "2", "test", {})
+    response = client.post("/admin/reload", headers=ADMIN)
+    assert response.status_code == 200 and response.json()["version"] == "2" and response.json()["changed"]
+    assert client.get("/ready").json()["model_version"] == "2"
+
+
+def test_tampered_version_is_refused_and_current_model_kept(client: TestClient, model_storage: Path) -> None:
+    write_pointer(str(model_storage), MODEL_NAME, "2", "test", {})
+    (model_storage / "models" / MODEL_NAME / "2" / "model.keras").write_bytes(b"tampered")
+    response = client.post("/admin/reload", headers=ADMIN)
+    assert response.status_code == 409 and "model.keras" in response.json()["detail"]
+    assert client.get("/ready").json()["model_version"] == "1"
+
+
+def test_service_follows_the_pointer_without_a_request(client: TestClient, model_storage: Path) -> None:
+    write_pointer(str(model_storage), MODEL_NAME, "2", "test", {})
+    deadline = time.monotonic() + 10
+    while client.get("/ready").json()["model_version"] != "2":
+        assert time.monotonic() < deadline, "the watcher did not load version 2"
+        time.sleep(0.2)
+
+
+def test_no_model_means_503_with_a_reason(service_env: dict[str, str], tmp_path: Path, sample_images: list[Path]) -> None:
+    settings = ServiceSettings(storage_url=str(tmp_path / "empty-storage"))
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and "no production model" in ready.json()["detail"]
+        response = client.post("/predict", files=upload(sample_images[0].read_bytes()))
+        assert response.status_code == 503 and "run the deploy flow" in response.json()["detail"]
+
+
+def test_metrics_count_requests_and_served_version(client: TestClient, sample_images: list[Path]) -> None:
+    client.post("/predict", files=upload(sample_images[0].read_bytes()))
+    text = client.get("/metrics").text
+    assert 'dl_service_requests_total{endpoint="predict",status="200"} 1.0' in text
+    assert f'dl_service_model_version{{model="{MODEL_NAME}",version="1"}} 1.0' in text
+
+
+def test_production_mode_refuses_a_placeholder_token() -> None:
+    with pytest.raises(ValueError, match="ADMIN_TOKEN must be set"):
+        ServiceSettings(mode="production", admin_token="changeme")
+
+
+def test_web_page_and_openapi_docs_are_served(client: TestClient) -> None:
+    assert "Heat map opacity" in client.get("/").text
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/predict", "/predict/batch", "/explain", "/feedback/{prediction_id}"} <= set(paths)
