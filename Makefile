@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-lock
 CONFIG ?= configs/full_flow_config.yaml
 DATASET := datasets/fashion-mnist
 
-.PHONY: install run train data test test-fast lint format bench lock clean-state help
+.PHONY: install run train data serve test test-fast lint format bench lock clean-state help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -28,6 +28,9 @@ run: install data ## run the full flow on configs/full_flow_config.yaml (CONFIG=
 train: install data ## run the train flow alone
 	$(BIN)/python run_flow.py --config configs/train_config.yaml
 
+serve: install ## the serving service on http://127.0.0.1:4242 (embedded defaults)
+	$(BIN)/python -m uvicorn --factory services.dl_service.app:create_app --host 127.0.0.1 --port 4242
+
 test: install ## the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -37,7 +40,7 @@ test-fast: install ## unit tests only (no flows, no training)
 lint: install ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy configs tasks flows run_flow.py datasets/build_fashion_mnist.py
+	$(BIN)/mypy configs tasks flows services run_flow.py datasets/build_fashion_mnist.py
 
 format: install
 	$(BIN)/ruff format .

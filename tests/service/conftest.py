@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from configs.schema import ModelConfig
+from configs.schema import REPO_ROOT, ModelConfig
 from tasks.dataset import class_names, read_manifest, select_split
 from tasks.model_bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, UAE_FILE
 from tasks.models import build_classifier, build_uae
@@ -101,3 +108,88 @@ def in_process_probabilities(storage: Path, version: str, image: Path) -> np.nda
     model = keras.models.load_model(storage / "models" / MODEL_NAME / version / MODEL_FILE)
     pixels = preprocess_image(image.read_bytes(), SPEC).numpy()[None].astype(np.float32)
     return np.asarray(model(pixels, training=False))[0]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def server(service_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "services.dl_service.app:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **service_env}, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the service did not become ready"
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class PostgresServer:
+    """A private PostgreSQL 15 cluster in a temporary folder, which tests may stop and start."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        self.data, self.port = folder / "data", port
+        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+        self._as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def _run(self, *command: str) -> None:
+        subprocess.run([*self._as_owner, *command], check=True, capture_output=True, text=True)
+
+    def init(self) -> None:
+        self.data.parent.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.data.parent, "postgres", "postgres")
+        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres", "--no-sync")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-w", "-l", str(self.data / "log"), "start"
+        )
+
+    def stop(self) -> None:
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail("PostgreSQL 15 is needed for the PostgreSQL tests: apt-get install postgresql-15 (.ci/run does)")
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="pg-")), free_port())
+    server.init()
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.data.parent, ignore_errors=True)

@@ -72,7 +72,7 @@ def test_predict_matches_in_process_prediction_and_is_logged(
     assert body["model_version"] == "1" and body["label"] == body["top_k"][0]["label"]
     rows = wait_for_rows(service_env, 1)
     assert rows[0][0] == body["prediction_id"] and rows[0][1] == "1"
-    assert len(eval(rows[0][3])) == 8 and len(eval(rows[0][4])) == 10 and rows[0][5] > 0  # noqa: S307
+    assert len(eval(rows[0][3])) == 8 and len(eval(rows[0][4])) == 10 and rows[0][5] > 0
 
 
 def test_predict_batch_returns_one_prediction_per_image(client: TestClient, sample_images: list[Path]) -> None:
@@ -83,7 +83,10 @@ def test_predict_batch_returns_one_prediction_per_image(client: TestClient, samp
 
 
 def test_batch_with_a_bad_file_names_it(client: TestClient, sample_images: list[Path]) -> None:
-    files = [("files", ("good.png", sample_images[0].read_bytes(), "image/png")), ("files", ("bad.png", b"text", "image/png"))]
+    files = [
+        ("files", ("good.png", sample_images[0].read_bytes(), "image/png")),
+        ("files", ("bad.png", b"text", "image/png")),
+    ]
     response = client.post("/predict/batch", files=files)
     assert response.status_code == 415 and "file 1 (bad.png)" in response.json()["detail"]
 
@@ -100,7 +103,9 @@ def test_explain_returns_heat_map_and_overlay(client: TestClient, sample_images:
     assert np.asarray(heat)[..., 3].max() > 0  # some region is hot
 
 
-def test_feedback_is_stored_and_checked(client: TestClient, sample_images: list[Path], service_env: dict[str, str]) -> None:
+def test_feedback_is_stored_and_checked(
+    client: TestClient, sample_images: list[Path], service_env: dict[str, str]
+) -> None:
     prediction = client.post("/predict", files=upload(sample_images[2].read_bytes())).json()
     label = prediction["top_k"][1]["label"]
     response = client.post(f"/feedback/{prediction['prediction_id']}", json={"label": label})
@@ -168,7 +173,9 @@ def test_service_follows_the_pointer_without_a_request(client: TestClient, model
         time.sleep(0.2)
 
 
-def test_no_model_means_503_with_a_reason(service_env: dict[str, str], tmp_path: Path, sample_images: list[Path]) -> None:
+def test_no_model_means_503_with_a_reason(
+    service_env: dict[str, str], tmp_path: Path, sample_images: list[Path]
+) -> None:
     settings = ServiceSettings(storage_url=str(tmp_path / "empty-storage"))
     with TestClient(create_app(settings)) as client:
         ready = client.get("/ready")

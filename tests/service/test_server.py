@@ -1,0 +1,82 @@
+"""The real service over a socket (uvicorn in a subprocess): reloads under load, and a database outage."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx
+from fastapi.testclient import TestClient
+
+from services.dl_service.app import create_app
+from services.dl_service.settings import ServiceSettings
+from tasks.production import write_pointer
+from tests.service.conftest import MODEL_NAME
+
+ADMIN = {"Authorization": "Bearer test-token-1234"}
+
+
+async def load_with_reload(url: str, image: bytes, storage: Path, total: int, concurrency: int) -> list[tuple]:
+    """``total`` predictions from ``concurrency`` clients; version 2 is deployed a third of the way in."""
+    results: list[tuple] = []
+    counter = iter(range(total))
+    reloaded_at: list[float] = []
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        for index in counter:
+            if index == total // 3:
+                write_pointer(str(storage), MODEL_NAME, "2", "load test", {})
+                response = await client.post(f"{url}/admin/reload", headers=ADMIN)
+                assert response.status_code == 200
+                reloaded_at.append(time.monotonic())
+            started = time.monotonic()
+            response = await client.post(f"{url}/predict", files={"file": ("x.png", image, "image/png")})
+            version = response.json().get("model_version") if response.status_code == 200 else None
+            results.append((started, response.status_code, version))
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+    return [(*r, bool(reloaded_at) and r[0] > reloaded_at[0]) for r in results]
+
+
+def test_reload_under_concurrent_load_fails_no_request(
+    server: str, model_storage: Path, sample_images: list[Path]
+) -> None:
+    results = asyncio.run(load_with_reload(server, sample_images[0].read_bytes(), model_storage, 300, 16))
+    statuses = [status for _, status, _, _ in results]
+    assert statuses.count(200) == 300, f"failed requests: {[s for s in statuses if s != 200]}"
+    assert {version for _, _, version, _ in results} == {"1", "2"}
+    after = [version for _, _, version, started_after_reload in results if started_after_reload]
+    assert after and set(after) == {"2"}
+
+
+def test_predictions_survive_a_database_outage(service_env: dict[str, str], sample_images: list[Path]) -> None:
+    """The database stays locked for a while (another writer holds it): rows are spooled, then written."""
+    database = service_env["MLOPS_SERVICE_DATABASE_URL"].removeprefix("sqlite:///")
+    with TestClient(create_app(ServiceSettings())) as client:
+        log = client.app.state.service.log  # type: ignore[attr-defined]
+        client.post("/predict", files={"file": ("a.png", sample_images[0].read_bytes(), "image/png")})
+        log.flush()
+        blocker = sqlite3.connect(database, timeout=0, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        ids = []
+        for image in sample_images * 3:
+            response = client.post("/predict", files={"file": (image.name, image.read_bytes(), "image/png")})
+            assert response.status_code == 200  # serving never waits for the database
+            ids.append(response.json()["prediction_id"])
+        deadline = time.monotonic() + 30
+        while log.pending_spool_rows() < len(ids):
+            assert time.monotonic() < deadline, "rows were not spooled while the database was locked"
+            time.sleep(0.2)
+        blocker.execute("COMMIT")
+        blocker.close()
+        deadline = time.monotonic() + 30
+        while log.pending_spool_rows():
+            assert time.monotonic() < deadline, "spooled rows were not written back"
+            time.sleep(0.2)
+    with sqlite3.connect(database) as connection:
+        stored = {row[0] for row in connection.execute("SELECT id FROM predictions")}
+    assert set(ids) <= stored and len(stored) == len(ids) + 1

@@ -1,0 +1,68 @@
+"""The web page in headless Chromium (Debian's package), driven by Playwright, against the real server."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Without these Chromium reaches for the network at start-up; this machine has none.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def test_upload_see_heat_map_and_send_feedback(
+    server: str, sample_images: list[Path], service_env: dict[str, str], tmp_path: Path
+) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is needed for the web page test: apt-get install chromium (.ci/run does)")
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 900, "height": 800})
+        page.goto(server + "/")
+        expect(page.locator("#model")).to_contain_text("version 1")
+
+        page.set_input_files("#file", str(sample_images[0]))
+        expect(page.locator("#result")).to_be_visible()
+        expect(page.locator("#label")).not_to_be_empty()
+        assert page.locator("#topk tr").count() == 3
+        heat_src = page.locator("#heat").get_attribute("src") or ""
+        assert heat_src.startswith("data:image/png;base64,") and len(heat_src) > 200
+        page.locator("#opacity").fill("20")
+        assert page.locator("#heat").evaluate("img => img.style.opacity") == "0.2"
+        page.screenshot(path=str(tmp_path / "prediction.png"))
+
+        shown = page.locator("#label").inner_text()
+        other = next(option for option in page.locator("#truth option").all_inner_texts() if option != shown)
+        page.select_option("#truth", other)
+        page.click("#correct")
+        expect(page.locator("#feedback")).to_contain_text(f'recorded "{other}"')
+        prediction_id = page.locator("#version").inner_text().rsplit(" ", 1)[-1]
+
+        page.set_input_files("#file", {"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"})
+        expect(page.locator("#status")).to_contain_text("Refused (415)")
+        browser.close()
+
+    database = service_env["MLOPS_SERVICE_DATABASE_URL"].removeprefix("sqlite:///")
+    deadline = time.monotonic() + 10
+    while True:
+        with sqlite3.connect(database) as connection:
+            rows = connection.execute("SELECT prediction_id, label FROM feedback").fetchall()
+        if rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert rows == [(prediction_id, other)]
