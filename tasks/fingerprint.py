@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
+from pathlib import Path
 
 from configs.schema import FlowConfig
 from tasks.dataset_repo import data_content_hash, resolve_revision
 from tasks.settings import REPO_ROOT
 
+TRAINING_CODE = ("configs", "flows", "tasks")
 
-def code_fingerprint() -> str:
-    """The commit, plus a hash of uncommitted changes to tracked files when there are any."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    diff = subprocess.run(["git", "diff", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    changes = hashlib.sha256(diff.stdout.encode()).hexdigest()[:12] if diff.stdout else "clean"
-    return f"{head.stdout.strip() or 'no-git'}+{changes}"
+
+def code_fingerprint(root: Path = REPO_ROOT) -> str:
+    """A hash of the code that trains (configs/, flows/, tasks/ sources) and of the pinned packages.
+
+    Content, not the commit: a commit that only touches the service or the docs keeps the cache.
+    """
+    digest = hashlib.sha256()
+    files = [p for folder in TRAINING_CODE for p in (root / folder).rglob("*.py")] + [root / "requirements.lock"]
+    for path in sorted(files):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def training_fingerprint(config: FlowConfig) -> str:

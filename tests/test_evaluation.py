@@ -98,3 +98,16 @@ def test_promotion_rules() -> None:
     assert not refused.promote and "worse by 0.0300, more than the margin 0.01" in refused.reason
     gated = decide_promotion({"accuracy": 0.99}, {"accuracy": 0.5}, ["ece = 0.2, above"], "accuracy", 0.01)
     assert not gated.promote and "failed the quality gate" in gated.reason
+
+
+def test_code_fingerprint_follows_training_code_only(tmp_path: Path) -> None:
+    from tasks.fingerprint import code_fingerprint
+
+    for relative in ("tasks/a.py", "flows/b.py", "configs/schema.py", "services/s.py", "requirements.lock"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text("x = 1\n")
+    before = code_fingerprint(tmp_path)
+    (tmp_path / "services/s.py").write_text("x = 2\n")
+    assert code_fingerprint(tmp_path) == before
+    (tmp_path / "tasks/a.py").write_text("x = 2\n")
+    assert code_fingerprint(tmp_path) != before
