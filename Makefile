@@ -46,8 +46,9 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install data ## benchmarks: input pipeline vs training step
+bench: install data ## benchmarks: input pipeline vs training step; serving vs raw, no-op, naive, BentoML
 	$(BIN)/python benchmarks/input_pipeline.py
+	$(BIN)/python benchmarks/serving.py
 
 lock: ## rewrite requirements.lock from the current .venv
 	{ head -2 requirements.lock; $(BIN)/pip freeze --all | grep -vE '^(pip|setuptools|wheel)=='; } > requirements.lock.new

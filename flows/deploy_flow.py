@@ -71,7 +71,13 @@ def deploy_flow(
     finish_tracking_run(context, "FINISHED")
     logger.info("%s version %s %s: %s", name, challenger, "promoted" if decision_promote else "not promoted", reason)
     return DeployResult(
-        model_name=name, challenger=challenger, champion_before=champion, champion_after=champion_after,
-        promoted=decision_promote, reason=reason, run_id=context.run_id,
-        challenger_metrics=challenger_metrics, champion_metrics=champion_metrics,
-    )  # fmt: skip
+        model_name=name,
+        challenger=challenger,
+        champion_before=champion,
+        champion_after=champion_after,
+        promoted=decision_promote,
+        reason=reason,
+        run_id=context.run_id,
+        challenger_metrics=challenger_metrics,
+        champion_metrics=champion_metrics,
+    )

@@ -43,6 +43,12 @@ def eval_flow(config: FlowConfig, config_file: str = "", version: str | None = N
     finish_tracking_run(context, "FINISHED")
     get_run_logger().info("Version %s passed the quality gate", resolved)
     return EvalResult(
-        model_name=config.model.name, version=resolved, split=evaluation.split, rows=evaluation.rows,
-        run_id=context.run_id, passed=True, violations=[], metrics=evaluation.metrics,
-    )  # fmt: skip
+        model_name=config.model.name,
+        version=resolved,
+        split=evaluation.split,
+        rows=evaluation.rows,
+        run_id=context.run_id,
+        passed=True,
+        violations=[],
+        metrics=evaluation.metrics,
+    )

@@ -40,8 +40,13 @@ def variable_name(model_name: str) -> str:
 @task(name="record_current_model", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def record_current_model(pointer: ProductionPointer) -> str:
     name = variable_name(pointer.name)
-    value = {"name": pointer.name, "version": pointer.version, "url": pointer.url,
-             "deployed_at": pointer.deployed_at, "previous_version": pointer.previous_version}  # fmt: skip
+    value = {
+        "name": pointer.name,
+        "version": pointer.version,
+        "url": pointer.url,
+        "deployed_at": pointer.deployed_at,
+        "previous_version": pointer.previous_version,
+    }
     Variable.set(name, value, overwrite=True)
     get_run_logger().info("Prefect variable %s = version %s", name, pointer.version)
     return name

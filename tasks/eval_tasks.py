@@ -49,9 +49,16 @@ def evaluate_model(
     predictions = predict_split(bundle.load_classifier(), ref.data_dir, rows, bundle.class_names, bundle.input_spec)
     metrics = classification_metrics(predictions)
     violations = gate_violations(metrics, config.evaluate.thresholds)
-    logger.info("Version %s on %s (%d images, %.1f s): accuracy %.4f, macro AUC %.4f, ECE %.4f",
-                version, split, len(rows), time.perf_counter() - started,
-                metrics["accuracy"], metrics["macro_auc"], metrics["ece"])  # fmt: skip
+    logger.info(
+        "Version %s on %s (%d images, %.1f s): accuracy %.4f, macro AUC %.4f, ECE %.4f",
+        version,
+        split,
+        len(rows),
+        time.perf_counter() - started,
+        metrics["accuracy"],
+        metrics["macro_auc"],
+        metrics["ece"],
+    )
     client = tracking.configure_mlflow(settings)
     prefix = log_prefix or f"v{version}_"
     tracking.log_metrics(

@@ -27,15 +27,15 @@ router = APIRouter()
 
 
 def get_service(request: Request) -> PredictionService:
-    return request.app.state.service  # type: ignore[no-any-return]
+    return request.app.state.service
 
 
 def get_manager(request: Request) -> ModelManager:
-    return request.app.state.manager  # type: ignore[no-any-return]
+    return request.app.state.manager
 
 
 def get_settings_dep(request: Request) -> ServiceSettings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 ServiceDep = Annotated[PredictionService, Depends(get_service)]
@@ -78,14 +78,18 @@ async def _read(upload: UploadFile, limit: int) -> bytes:
 
 
 @router.post("/predict", response_model=schemas.Prediction, tags=["predictions"])
-async def predict(request: Request, service: ServiceDep, file: ImageFile, x_request_id: RequestId = None):
+async def predict(
+    request: Request, service: ServiceDep, file: ImageFile, x_request_id: RequestId = None
+) -> schemas.Prediction:
     """Classify one image (PNG, JPEG, GIF or BMP)."""
     content = await _read(file, service.settings.max_upload_bytes)
     return (await _measured(request, "predict", lambda: service.predict([content], x_request_id)))[0]
 
 
 @router.post("/predict/batch", response_model=schemas.BatchPrediction, tags=["predictions"])
-async def predict_batch(request: Request, service: ServiceDep, files: ImageFiles, x_request_id: RequestId = None):
+async def predict_batch(
+    request: Request, service: ServiceDep, files: ImageFiles, x_request_id: RequestId = None
+) -> schemas.BatchPrediction:
     """Classify several images in one request; any bad image refuses the request, naming it."""
     limit = service.settings.max_batch_images
     if len(files) > limit:
@@ -111,14 +115,18 @@ def _rejects(service: PredictionService, content: bytes) -> bool:
 
 
 @router.post("/explain", response_model=schemas.Explanation, tags=["predictions"])
-async def explain(request: Request, service: ServiceDep, file: ImageFile, x_request_id: RequestId = None):
+async def explain(
+    request: Request, service: ServiceDep, file: ImageFile, x_request_id: RequestId = None
+) -> schemas.Explanation:
     """Classify one image and show, with Grad-CAM, which regions drove the decision."""
     content = await _read(file, service.settings.max_upload_bytes)
     return await _measured(request, "explain", lambda: service.explain(content, x_request_id))
 
 
 @router.post("/feedback/{prediction_id}", response_model=schemas.FeedbackOut, status_code=201, tags=["feedback"])
-async def feedback(request: Request, prediction_id: str, body: schemas.FeedbackIn, service: ServiceDep):
+async def feedback(
+    request: Request, prediction_id: str, body: schemas.FeedbackIn, service: ServiceDep
+) -> schemas.FeedbackOut:
     """Record the true label of an earlier prediction (used by monitoring for live accuracy)."""
 
     async def call() -> schemas.FeedbackOut:

@@ -94,19 +94,39 @@ class PredictionService:
         model, probabilities = output.model, output.probabilities
         index = int(probabilities.argmax())
         prediction_id = new_prediction_id()
-        checked = prepared.checked
-        self.log.record(
-            {
-                "id": prediction_id, "created_at": utc_now(), "model_name": model.name,
-                "model_version": model.version, "predicted_label": model.class_names[index],
-                "confidence": float(probabilities[index]), "probabilities": _rounded(probabilities),
-                "uae": _rounded(output.features), **checked.properties, "sha256": checked.sha256,
-                "latency_ms": latency_ms, "request_id": request_id, "image_uri": self._store_image(checked),
-            }
-        )  # fmt: skip
+        if self.settings.log_predictions:
+            self._log(prediction_id, prepared, output, latency_ms, request_id)
         self.metrics.predictions.labels(model.version, model.class_names[index]).inc()
         self.metrics.batch_size.observe(output.batch_size)
         return _prediction(prediction_id, model, probabilities, latency_ms, self.settings.top_k)
+
+    def _log(
+        self,
+        prediction_id: str,
+        prepared: PreparedImage,
+        output: BatchOutput,
+        latency_ms: float,
+        request_id: str | None,
+    ) -> None:
+        model, probabilities, checked = output.model, output.probabilities, prepared.checked
+        index = int(probabilities.argmax())
+        self.log.record(
+            {
+                "id": prediction_id,
+                "created_at": utc_now(),
+                "model_name": model.name,
+                "model_version": model.version,
+                "predicted_label": model.class_names[index],
+                "confidence": float(probabilities[index]),
+                "probabilities": _rounded(probabilities),
+                "uae": _rounded(output.features),
+                **checked.properties,
+                "sha256": checked.sha256,
+                "latency_ms": latency_ms,
+                "request_id": request_id,
+                "image_uri": self._store_image(checked),
+            }
+        )
 
     def _store_image(self, checked: CheckedImage) -> str | None:
         """Keep the upload by content hash in central storage when configured; never on the request path."""
@@ -153,9 +173,9 @@ def render_explanation(pixels: np.ndarray, heatmap: np.ndarray) -> tuple[str, st
     size = (max(DISPLAY_SIZE, pixels.shape[1]), max(DISPLAY_SIZE, pixels.shape[0]))
     view = cv2.resize(pixels, size, interpolation=cv2.INTER_NEAREST)
     heat = cv2.resize(heatmap.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
-    colour = cv2.cvtColor(cv2.applyColorMap(np.uint8(255 * heat), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-    rgba = np.dstack([colour, np.uint8(255 * np.clip(heat * 1.2, 0, 1))])
-    overlay = np.uint8(0.55 * view + 0.45 * colour)
+    colour = cv2.cvtColor(cv2.applyColorMap((255 * heat).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    rgba = np.dstack([colour, (255 * np.clip(heat * 1.2, 0, 1)).astype(np.uint8)])
+    overlay = (0.55 * view + 0.45 * colour).astype(np.uint8)
     return _png(rgba), _png(overlay), _png(view)
 
 

@@ -35,6 +35,7 @@ class ServiceSettings(BaseSettings):
     top_k: int = Field(3, gt=0)
     pointer_poll_seconds: float = Field(5.0, gt=0, description="how often the production pointer is checked")
     store_images: bool = Field(False, description="keep uploaded images by sha256 in central storage")
+    log_predictions: bool = Field(True, description="off only to measure what the prediction log costs")
     log_flush_seconds: float = Field(0.2, gt=0)
 
     @model_validator(mode="after")

@@ -1,0 +1,266 @@
+"""Serving throughput, side by side in one run, on one model (the train config's architecture):
+
+  (a) raw in-process batched inference           (b) a no-op upload endpoint on the same stack
+  (c) dl_service /predict at concurrency 1..64   (d) the naive design: model.predict per request
+  (e) BentoML 1.4 with adaptive batching, the same model, the same number of worker processes
+
+    make bench-serving        (or: python benchmarks/serving.py [--seconds 8])
+
+Load comes from wrk (Debian's package) on loopback, uploading a real Fashion-MNIST PNG.
+BentoML runs from its own virtual environment (.mlops/bench/bentoml-venv), built on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+CONCURRENCY = (1, 8, 32, 64)
+
+
+@dataclass
+class LoadResult:
+    name: str
+    concurrency: int
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    failed: int
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def build_model(workdir: Path) -> tuple[Path, Path]:
+    """The config's classifier and UAE, published to a private storage with a production pointer."""
+    import keras
+
+    from configs.schema import load_config
+    from tasks.model_bundle import METADATA_FILE, MODEL_FILE, UAE_FILE
+    from tasks.models import build_classifier, build_uae
+    from tasks.production import write_pointer
+    from tasks.storage import publish_version
+
+    config = load_config(ROOT / "configs" / "train_config.yaml")
+    keras.utils.set_random_seed(0)
+    bundle, storage = workdir / "bundle", workdir / "storage"
+    bundle.mkdir()
+    build_classifier(config.model, 10).save(bundle / MODEL_FILE)
+    build_uae(config.model.input_size, config.train.drift.uae_dim, 0).save(bundle / UAE_FILE)
+    height, width = config.model.input_size
+    metadata = {"class_names": [f"class_{i}" for i in range(10)], "input": {"height": height, "width": width}}
+    (bundle / METADATA_FILE).write_text(json.dumps(metadata))
+    publish_version(bundle, str(storage), config.model.name, "1")
+    write_pointer(str(storage), config.model.name, "1", "benchmark", {})
+    return storage, bundle / MODEL_FILE
+
+
+def raw_throughput(model_path: Path, image: Path, seconds: float, batch: int = 32) -> float:
+    """(a) the model alone: batches of preprocessed images, no HTTP, no logging."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tasks.preprocessing import InputSpec, preprocess_image
+
+    model = keras.models.load_model(model_path)
+    spec = InputSpec(model.input_shape[1], model.input_shape[2])
+    pixels = np.repeat(preprocess_image(image.read_bytes(), spec).numpy()[None], batch, axis=0).astype(np.float32)
+    infer = tf.function(lambda x: model(x, training=False))
+    infer(pixels)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        infer(pixels).numpy()
+        count += batch
+    return count / (time.perf_counter() - started)
+
+
+@contextmanager
+def server(command: list[str], env: dict[str, str], port: int, ready_path: str, log: Path):  # type: ignore[no-untyped-def]
+    with log.open("w") as output:
+        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=output, stderr=output)
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"{command[0:4]} exited:\n{log.read_text()[-3000:]}")
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=2).status_code < 500:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{command[0:4]} never became ready:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wrk(url: str, image: Path, concurrency: int, seconds: float, field: str = "file") -> dict[str, float]:
+    threads = str(min(2, concurrency))
+    command = [
+        "wrk",
+        "-t",
+        threads,
+        "-c",
+        str(concurrency),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(ROOT / "benchmarks" / "wrk_upload.lua"),
+        url,
+    ]
+    env = {**os.environ, "BENCH_IMAGE": str(image), "BENCH_FIELD": field}
+    output = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
+    line = next(line for line in output.splitlines() if line.startswith("JSON "))
+    return json.loads(line[5:])  # type: ignore[no-any-return]
+
+
+def measure(name: str, url: str, image: Path, concurrency: int, seconds: float, field: str = "file") -> LoadResult:
+    wrk(url, image, concurrency, min(2.0, seconds), field)  # warm-up
+    summary = wrk(url, image, concurrency, seconds, field)
+    return LoadResult(
+        name,
+        concurrency,
+        summary["requests"] / (summary["duration_us"] / 1e6),
+        summary["p50_us"] / 1000,
+        summary["p99_us"] / 1000,
+        int(summary["errors"] + summary["non2xx"]),
+    )
+
+
+def uvicorn(factory: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        factory,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+
+
+def bentoml_python() -> Path:
+    """BentoML in its own virtual environment: it pins a certifi newer than the registry serves."""
+    venv = ROOT / ".mlops" / "bench" / "bentoml-venv"
+    python = venv / "bin" / "python"
+    if not (venv / "bin" / "bentoml").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, "--no-deps", "bentoml==1.4.40"], check=True)
+        subprocess.run([*pip, "-r", str(ROOT / "benchmarks" / "bentoml-requirements.txt")], check=True)
+    return python
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each load run")
+    parser.add_argument("--skip-bentoml", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is needed: apt-get install wrk", file=sys.stderr)
+        return 2
+    from tasks.dataset import read_manifest
+
+    data_dir = ROOT / "datasets" / "fashion-mnist" / "data"
+    manifest = read_manifest(data_dir)
+    image = data_dir / manifest.loc[manifest["split"] == "test", "path"].iloc[0]
+    results: list[LoadResult] = []
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as folder:
+        workdir = Path(folder)
+        storage, model_path = build_model(workdir)
+        raw = raw_throughput(model_path, image, args.seconds)
+        service_env = {
+            "MLOPS_HOME": str(workdir / "state"),
+            "MLOPS_STORAGE_URL": str(storage),
+            "MLOPS_SERVICE_DATABASE_URL": f"sqlite:///{workdir / 'predictions.db'}",
+        }
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/predict"
+        with server(uvicorn("benchmarks.apps:create_noop_app", port), {}, port, "/docs", workdir / "noop.log"):
+            results.append(measure("(b) no-op upload", url, image, 32, args.seconds))
+        with server(
+            uvicorn("services.dl_service.app:create_app", port), service_env, port, "/ready", workdir / "s.log"
+        ):
+            for concurrency in CONCURRENCY:
+                results.append(measure("(c) dl_service /predict", url, image, concurrency, args.seconds))
+        no_log = {**service_env, "MLOPS_SERVICE_LOG_PREDICTIONS": "false"}
+        with server(uvicorn("services.dl_service.app:create_app", port), no_log, port, "/ready", workdir / "n.log"):
+            results.append(measure("(c') dl_service, logging off", url, image, 32, args.seconds))
+        naive_env = {"BENCH_MODEL_PATH": str(model_path)}
+        with server(uvicorn("benchmarks.apps:create_naive_app", port), naive_env, port, "/docs", workdir / "v.log"):
+            results.append(measure("(d) naive per-request", url, image, 32, args.seconds))
+        if not args.skip_bentoml:
+            command = [
+                str(bentoml_python()),
+                "-m",
+                "bentoml",
+                "serve",
+                "benchmarks.bentoml_service:Classifier",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
+            with server(command, naive_env, port, "/readyz", workdir / "bentoml.log"):
+                results.append(measure("(e) BentoML 1.4 adaptive", url, image, 32, args.seconds, field="files"))
+    report(raw, results)
+    return 0
+
+
+def report(raw: float, results: list[LoadResult]) -> None:
+    print(f"\nServing benchmark ({os.cpu_count()} cores, one worker process each, wrk on loopback)")
+    print(f"(a) raw in-process batched inference (batch 32): {raw:,.0f} images/s")
+    print(f"{'server':<32}{'conc.':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
+    for r in results:
+        print(
+            f"{r.name:<32}{r.concurrency:>6}{r.requests_per_second:>10,.0f}{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.failed:>8}"
+        )
+    by_name = {(r.name, r.concurrency): r.requests_per_second for r in results}
+    ours = by_name[("(c) dl_service /predict", 32)]
+    noop = by_name[("(b) no-op upload", 32)]
+    print(f"\n/predict at 32 vs min(raw, no-op): {ours / min(raw, noop):.2f} (target >= 0.7)")
+    print(f"/predict at 32 vs naive:           {ours / by_name[('(d) naive per-request', 32)]:.1f}x (target >= 20)")
+    bento = by_name.get(("(e) BentoML 1.4 adaptive", 32))
+    if bento:
+        print(f"/predict at 32 vs BentoML:         {ours / bento:.2f}x (target >= 1.0)")
+    off = by_name[("(c') dl_service, logging off", 32)]
+    print(f"cost of the prediction log:        {100 * (1 - ours / off):.1f}% (target <= 10%)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
