@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -116,8 +117,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
-def server(service_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def running_service(env: dict[str, str], log_path: Path, workers: int = 1) -> Iterator[str]:
+    """uvicorn serving dl_service on a free loopback port; yields the base URL once ready."""
     port = free_port()
     command = [
         sys.executable,
@@ -129,28 +131,37 @@ def server(service_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         "127.0.0.1",
         "--port",
         str(port),
+        "--workers",
+        str(workers),
         "--log-level",
         "warning",
     ]
-    log = (tmp_path / "server.log").open("w")
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **service_env}, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the service did not become ready"
-            time.sleep(0.3)
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 120
+            ready_in_a_row = 0
+            while ready_in_a_row < 2 * workers:  # with several workers, each must answer
+                assert process.poll() is None, log_path.read_text()
+                try:
+                    ready_in_a_row = (
+                        ready_in_a_row + 1 if httpx.get(f"{url}/ready", timeout=2).status_code == 200 else 0
+                    )
+                except httpx.HTTPError:
+                    ready_in_a_row = 0
+                assert time.monotonic() < deadline, "the service did not become ready"
+                time.sleep(0.3)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+@pytest.fixture
+def server(service_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    with running_service(service_env, tmp_path / "server.log") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")

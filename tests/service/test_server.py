@@ -80,3 +80,26 @@ def test_predictions_survive_a_database_outage(service_env: dict[str, str], samp
     with sqlite3.connect(database) as connection:
         stored = {row[0] for row in connection.execute("SELECT id FROM predictions")}
     assert set(ids) <= stored and len(stored) == len(ids) + 1
+
+
+def test_two_worker_processes_share_metrics_and_converge_on_a_deploy(
+    service_env: dict[str, str], model_storage: Path, sample_images: list[Path], tmp_path: Path
+) -> None:
+    from tests.service.conftest import running_service
+
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    env = {**service_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with running_service(env, tmp_path / "workers.log", workers=2) as url:
+        image = sample_images[0].read_bytes()
+        with httpx.Client(timeout=30) as client:
+            for _ in range(30):
+                response = client.post(f"{url}/predict", files={"file": ("x.png", image, "image/png")})
+                assert response.status_code == 200
+            text = client.get(f"{url}/metrics").text
+            assert 'dl_service_requests_total{endpoint="predict",status="200"} 30.0' in text  # both workers summed
+            write_pointer(str(model_storage), MODEL_NAME, "2", "deploy", {})
+            deadline = time.monotonic() + 30
+            while {client.get(f"{url}/ready").json()["model_version"] for _ in range(10)} != {"2"}:
+                assert time.monotonic() < deadline, "the workers did not all load version 2"
+                time.sleep(0.3)
