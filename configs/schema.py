@@ -158,6 +158,7 @@ class MonitorConfig(StrictModel):
     thresholds: Thresholds = Field(default_factory=dict)
     webhook_url: str | None = None
     retrain_on_drift: bool = False
+    retrain_deployment: str = Field("full/full-flow", description="flow-name/deployment-name run on an alarm")
 
 
 class FlowConfig(StrictModel):

@@ -16,12 +16,13 @@ from pathlib import Path
 import httpx
 import keras
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 
 from configs.schema import REPO_ROOT, ModelConfig
 from tasks.dataset import class_names, read_manifest, select_split
+from tasks.drift_reference import build_reference_features
+from tasks.image_properties import properties_table
 from tasks.model_bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, UAE_FILE
 from tasks.models import build_classifier, build_uae
 from tasks.pipeline import evaluation_batches, image_dataset
@@ -45,8 +46,12 @@ def build_bundle(folder: Path, data_dir: Path, seed: int) -> None:
     model.fit(evaluation_batches(image_dataset(data_dir, rows, names, SPEC), 32), epochs=1, verbose=0)
     folder.mkdir(parents=True)
     model.save(folder / MODEL_FILE)
-    build_uae((28, 28), 8, seed).save(folder / UAE_FILE)
-    pd.DataFrame({"label": names}).to_parquet(folder / REFERENCE_FILE)
+    encoder = build_uae((28, 28), 8, seed)
+    encoder.save(folder / UAE_FILE)
+    held_out = select_split(manifest, "validation", None, seed)
+    properties = properties_table(data_dir, held_out)
+    features = build_reference_features(model, encoder, data_dir, held_out, properties, names, SPEC)
+    features.to_parquet(folder / REFERENCE_FILE)
     metadata = {"name": MODEL_NAME, "class_names": names, "input": SPEC.as_dict(), "seed": seed}
     (folder / METADATA_FILE).write_text(yaml.safe_dump(metadata))
 

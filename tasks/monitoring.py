@@ -1,0 +1,163 @@
+"""Monitoring logic: the window of served predictions, the drift tests, live performance, the verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import create_engine, select
+
+from configs.schema import MonitorConfig
+from tasks.drift_reference import bbsd_columns, uae_columns
+from tasks.drift_tests import TestResult, bonferroni, class_mix_test, ks_test, mmd_permutation_test
+from tasks.errors import MlopsError
+from tasks.evaluation import gate_violations
+from tasks.image_properties import PROPERTY_COLUMNS
+
+
+class EmptyWindowError(MlopsError):
+    """No predictions of the current model fall in the monitoring window."""
+
+
+def load_window(database_url: str, model_name: str, version: str, config: MonitorConfig) -> pd.DataFrame:
+    """The newest predictions of one model version (last N, or last D days), then ordered in time.
+
+    Each row carries the latest feedback label, when one was given.
+    """
+    from services.dl_service.store import feedback, predictions
+
+    query = select(predictions).where(predictions.c.model_name == model_name, predictions.c.model_version == version)
+    if config.window_days is not None:
+        query = query.where(predictions.c.created_at >= datetime.now(UTC) - timedelta(days=config.window_days))
+    query = query.order_by(predictions.c.created_at.desc())
+    if config.window_size is not None:
+        query = query.limit(config.window_size)
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            window = pd.DataFrame(connection.execute(query).mappings().all())
+            labels = pd.DataFrame(connection.execute(select(feedback).order_by(feedback.c.id)).mappings().all())
+    finally:
+        engine.dispose()
+    if window.empty:
+        raise EmptyWindowError(f"no logged predictions of {model_name} version {version} in the window")
+    window = window.sort_values("created_at").reset_index(drop=True)
+    latest = labels.drop_duplicates("prediction_id", keep="last") if not labels.empty else labels
+    window["label"] = window["id"].map(dict(zip(latest.get("prediction_id", []), latest.get("label", []), strict=True)))
+    return window
+
+
+def expand_features(window: pd.DataFrame) -> pd.DataFrame:
+    """The JSON lists of the log as the reference's columns: bbsd_0.., uae_0.., prediction."""
+    bbsd = np.array(window["probabilities"].tolist(), dtype=float)
+    uae = np.array(window["uae"].tolist(), dtype=float)
+    expanded = pd.concat(
+        [
+            window[["id", "created_at", "predicted_label", "label", *PROPERTY_COLUMNS]].reset_index(drop=True),
+            pd.DataFrame(bbsd, columns=bbsd_columns(bbsd.shape[1])),
+            pd.DataFrame(uae, columns=uae_columns(uae.shape[1])),
+        ],
+        axis=1,
+    )
+    return expanded.rename(columns={"predicted_label": "prediction"})
+
+
+@dataclass
+class Verdict:
+    drift: bool
+    performance_breach: bool
+    p_value: float
+    alpha: float
+    window_rows: int
+    labelled_rows: int
+    tests: list[TestResult]
+    performance: dict[str, float] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def alarm(self) -> bool:
+        return self.drift or self.performance_breach
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "drift": self.drift,
+            "performance_breach": self.performance_breach,
+            "p_value": self.p_value,
+            "alpha": self.alpha,
+            "window_rows": self.window_rows,
+            "labelled_rows": self.labelled_rows,
+            "tests": [t.as_dict() for t in self.tests],
+            "performance": self.performance,
+            "violations": self.violations,
+        }
+
+
+def drift_tests(reference: pd.DataFrame, current: pd.DataFrame, class_names: list[str], seed: int) -> list[TestResult]:
+    """The four families: UAE and BBSD embeddings (MMD), class mix (chi-square), image properties (KS)."""
+    uae = [c for c in reference.columns if c.startswith("uae_")]
+    bbsd = bbsd_columns(len(class_names))
+    properties = [
+        ks_test(reference[c].to_numpy(float), current[c].to_numpy(float), f"property {c}")
+        for c in PROPERTY_COLUMNS
+        if not _same_constant(reference[c], current[c])
+    ]
+    properties_family = TestResult(
+        "image properties",
+        f"Bonferroni over {len(properties)} KS tests",
+        float(len(properties)),
+        bonferroni(properties),
+    )
+    return [
+        mmd_permutation_test(reference[uae].to_numpy(), current[uae].to_numpy(), "UAE embedding", seed=seed),
+        mmd_permutation_test(reference[bbsd].to_numpy(), current[bbsd].to_numpy(), "BBSD softmax", seed=seed + 1),
+        class_mix_test(reference["prediction"].to_numpy(), current["prediction"].to_numpy(), class_names, "class mix"),
+        properties_family,
+        *properties,
+    ]
+
+
+def _same_constant(reference: pd.Series, current: pd.Series) -> bool:
+    """A property that never varies (e.g. width 28 everywhere) has nothing to test."""
+    return reference.nunique() == 1 and current.nunique() == 1 and reference.iloc[0] == current.iloc[0]
+
+
+def live_performance(current: pd.DataFrame, class_names: list[str]) -> dict[str, float]:
+    labelled = current.dropna(subset=["label"])
+    if labelled.empty:
+        return {}
+    metrics = {"accuracy": float((labelled["label"] == labelled["prediction"]).mean())}
+    for name in class_names:
+        of_class = labelled[labelled["label"] == name]
+        if len(of_class):
+            metrics[f"recall/{name}"] = float((of_class["prediction"] == name).mean())
+    return metrics
+
+
+def decide(
+    reference: pd.DataFrame, current: pd.DataFrame, class_names: list[str], config: MonitorConfig, seed: int = 0
+) -> Verdict:
+    """Drift when the family-wise p-value (Bonferroni over four families) is below alpha;
+    a performance breach when labelled accuracy or recall break their thresholds, or too few labels."""
+    tests = drift_tests(reference, current, class_names, seed)
+    family_p = bonferroni(tests[:4])
+    performance = live_performance(current, class_names)
+    labelled = int(current["label"].notna().sum())
+    measurable = {name: bound for name, bound in config.thresholds.items() if name in performance}
+    violations = gate_violations(performance, measurable)
+    breach = bool(violations)
+    if labelled < config.min_labelled:  # reported, but too few labels is not evidence of a breach
+        violations.append(f"only {labelled} labelled predictions in the window; at least {config.min_labelled} wanted")
+    return Verdict(
+        family_p < config.p_value,
+        breach,
+        family_p,
+        config.p_value,
+        len(current),
+        labelled,
+        tests,
+        performance,
+        violations,
+    )

@@ -1,0 +1,100 @@
+"""The monitor flow under a real Prefect API, on predictions the real service logged: known drift and no drift."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from configs.schema import REPO_ROOT, load_config
+from services.dl_service.app import create_app
+from services.dl_service.settings import ServiceSettings
+from tasks.dataset import read_manifest
+
+pytestmark = pytest.mark.flow
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict]]]:
+    """A real local HTTP receiver that records every JSON body posted to it."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+
+
+def digit_pngs(count: int) -> list[bytes]:
+    """Handwritten digits (scikit-learn's bundled set): nothing like clothing."""
+    from sklearn.datasets import load_digits
+
+    images = []
+    for digit in load_digits().images[:count]:
+        buffer = io.BytesIO()
+        Image.fromarray((digit * 15).astype(np.uint8)).resize((28, 28)).save(buffer, format="PNG")
+        images.append(buffer.getvalue())
+    return images
+
+
+def serve(client: TestClient, images: list[bytes], labels: list[str] | None = None) -> None:
+    for index, content in enumerate(images):
+        response = client.post("/predict", files={"file": ("x.png", content, "image/png")})
+        assert response.status_code == 200
+        if labels is not None:
+            client.post(f"/feedback/{response.json()['prediction_id']}", json={"label": labels[index]})
+    client.app.state.service.log.flush()  # type: ignore[attr-defined]
+
+
+def test_monitor_flow_stays_quiet_on_fashion_and_flags_digits(
+    prefect_api: None,
+    service_env: dict[str, str],
+    tiny_repo_template: tuple[Path, Path],
+    webhook: tuple[str, list[dict]],
+    model_storage: Path,
+) -> None:
+    from flows.monitor_flow import monitor_flow
+
+    repo, _ = tiny_repo_template
+    manifest = read_manifest(repo / "data")
+    test_rows = manifest[manifest["split"] == "test"]
+    fashion = [(repo / "data" / p).read_bytes() for p in test_rows["path"]]
+    url, received = webhook
+    config = load_config(
+        REPO_ROOT / "configs" / "monitor_config.yaml",
+        ["monitor.window_size=100", "monitor.min_labelled=50", "monitor.thresholds={}", f"monitor.webhook_url={url}"],
+    )
+    with TestClient(create_app(ServiceSettings())) as client:
+        serve(client, fashion, list(test_rows["label"]))
+        quiet = monitor_flow(config=config)
+        serve(client, digit_pngs(100))
+        alarmed = monitor_flow(config=config)
+
+    assert (quiet.window_rows, quiet.labelled_rows, quiet.drift) == (100, 100, False), quiet
+    assert alarmed.drift and alarmed.p_value < 0.001 and alarmed.labelled_rows == 0
+    assert [body["drift"] for body in received] == [False, True]
+    report = Path(alarmed.reports["report.html"])
+    assert report.is_file() and "Drift" in report.read_text()
+    verdict = json.loads(Path(alarmed.reports["verdict.json"]).read_text())
+    assert {t["name"] for t in verdict["tests"]} >= {"UAE embedding", "BBSD softmax", "class mix", "image properties"}
+    assert "only 0 labelled predictions" in " ".join(verdict["violations"])
+    workspace = Path(service_env["MLOPS_HOME"]) / "evidently"
+    assert any(workspace.rglob("*.json"))
