@@ -6,8 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-lock
 CONFIG ?= configs/full_flow_config.yaml
 DATASET := datasets/fashion-mnist
+STATE ?= $(or $(MLOPS_HOME),$(CURDIR)/.mlops)
+PREFECT_ENV := PREFECT_HOME=$(STATE)/prefect PREFECT_SERVER_ANALYTICS_ENABLED=false \
+	PREFECT_API_DATABASE_CONNECTION_URL=sqlite+aiosqlite:///$(STATE)/prefect/prefect.db MLOPS_REPO_ROOT=$(CURDIR)
 
-.PHONY: install run train data serve test test-fast lint format bench lock clean-state help
+.PHONY: install run train data monitor prefect-server worker serve test test-fast lint format bench lock clean-state help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -27,6 +30,15 @@ run: install data ## run the full flow on configs/full_flow_config.yaml (CONFIG=
 
 train: install data ## run the train flow alone
 	$(BIN)/python run_flow.py --config configs/train_config.yaml
+
+monitor: install ## run the monitor flow once now (drift and live quality of the production model)
+	$(BIN)/python run_flow.py --config configs/monitor_config.yaml
+
+prefect-server: install ## a Prefect server on 127.0.0.1:4200 over the state folder's database (UI included)
+	$(PREFECT_ENV) $(BIN)/prefect server start --host 127.0.0.1 --port 4200
+
+worker: install ## a process worker on the monitor pool, for the weekly schedule (needs make prefect-server)
+	$(PREFECT_ENV) PREFECT_API_URL=http://127.0.0.1:4200/api $(BIN)/prefect worker start --pool monitor --type process
 
 serve: install ## the serving service on http://127.0.0.1:4242 (embedded defaults)
 	$(BIN)/python -m uvicorn --factory services.dl_service.app:create_app --host 127.0.0.1 --port 4242

@@ -188,6 +188,16 @@ def load_config(path: Path | str, overrides: list[str] | None = None) -> FlowCon
         raise ConfigError(format_validation_error(error, path)) from None
 
 
+def resolve_config(config: FlowConfig | None, config_file: str) -> FlowConfig:
+    """A flow's config: the one given (run_flow.py), or the file named (Prefect deployments), repo-relative."""
+    if config is not None:
+        return config
+    if not config_file:
+        raise ConfigError("a flow needs either config or config_file")
+    path = Path(config_file)
+    return load_config(path if path.is_absolute() else REPO_ROOT / path)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")

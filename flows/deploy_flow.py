@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
-from configs.schema import FlowConfig
-from tasks.deploy_tasks import record_current_model, release, tell_services_to_reload
+from configs.schema import FlowConfig, resolve_config
+from tasks.deploy_tasks import record_current_model, release, schedule_monitoring, tell_services_to_reload
 from tasks.errors import MlopsError
 from tasks.eval_tasks import evaluate_model, resolve_model_version
 from tasks.evaluation import gate_violations
@@ -30,7 +30,7 @@ class DeployResult(BaseModel):
 
 @flow(name="deploy")
 def deploy_flow(
-    config: FlowConfig,
+    config: FlowConfig | None = None,
     config_file: str = "",
     version: str | None = None,
     challenger_metrics: dict[str, float] | None = None,
@@ -39,6 +39,7 @@ def deploy_flow(
 
     ``challenger_metrics`` from an evaluate flow on the same config skip measuring the challenger twice.
     """
+    config = resolve_config(config, config_file)
     logger = get_run_logger()
     settings, name, deploy = get_settings(), config.model.name, config.deploy
     context = start_tracking_run(config, settings, config_file, flow="deploy")
@@ -65,6 +66,8 @@ def deploy_flow(
             tell_services_to_reload(deploy.reload_urls)
             record_current_model(pointer)
             champion_after = challenger
+        if champion_after is not None:
+            schedule_monitoring(deploy.monitor_cron)
     except BaseException:
         finish_tracking_run(context, "FAILED")
         raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
-from configs.schema import FlowConfig
+from configs.schema import FlowConfig, resolve_config
 from tasks.errors import MlopsError
 from tasks.eval_tasks import evaluate_model, resolve_model_version
 from tasks.evaluation import enforce_gate
@@ -26,8 +26,9 @@ class EvalResult(BaseModel):
 
 
 @flow(name="evaluate")
-def eval_flow(config: FlowConfig, config_file: str = "", version: str | None = None) -> EvalResult:
+def eval_flow(config: FlowConfig | None = None, config_file: str = "", version: str | None = None) -> EvalResult:
     """Evaluate ``version`` (default: the ``challenger`` alias); raise QualityGateError on violations."""
+    config = resolve_config(config, config_file)
     settings = get_settings()
     context = start_tracking_run(config, settings, config_file, flow="evaluate")
     try:

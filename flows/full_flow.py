@@ -11,7 +11,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from pydantic import BaseModel
 
-from configs.schema import FlowConfig
+from configs.schema import FlowConfig, resolve_config
 from flows.deploy_flow import DeployResult, deploy_flow
 from flows.eval_flow import EvalResult, eval_flow
 from flows.train_flow import TrainResult, train_flow
@@ -38,7 +38,8 @@ def train_or_reuse(config: FlowConfig, config_file: str, fingerprint: str) -> Tr
 
 
 @flow(name="full")
-def full_flow(config: FlowConfig, config_file: str = "", force: bool = False) -> FullResult:
+def full_flow(config: FlowConfig | None = None, config_file: str = "", force: bool = False) -> FullResult:
+    config = resolve_config(config, config_file)
     logger = get_run_logger()
     fingerprint = training_fingerprint(config)
     future = train_or_reuse.with_options(refresh_cache=force).submit(config, config_file, fingerprint)

@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
-from configs.schema import FlowConfig
+from configs.schema import FlowConfig, resolve_config
 from tasks.monitor_tasks import detect_drift, load_monitoring_data, publish_monitoring_report, raise_alerts
 from tasks.settings import get_settings
 
@@ -26,7 +26,8 @@ class MonitorResult(BaseModel):
 
 
 @flow(name="monitor")
-def monitor_flow(config: FlowConfig, config_file: str = "") -> MonitorResult:
+def monitor_flow(config: FlowConfig | None = None, config_file: str = "") -> MonitorResult:
+    config = resolve_config(config, config_file)
     from services.dl_service.settings import ServiceSettings
 
     logger = get_run_logger()
@@ -41,8 +42,10 @@ def monitor_flow(config: FlowConfig, config_file: str = "") -> MonitorResult:
     if retrain:
         from prefect.deployments import run_deployment
 
-        run = run_deployment(monitor.retrain_deployment, timeout=0)
-        logger.warning("Retraining requested: deployment %s, flow run %s", monitor.retrain_deployment, run.id)
+        run = run_deployment(monitor.retrain_deployment, timeout=0)  # sync in a sync flow: a FlowRun
+        logger.warning(
+            "Retraining requested: deployment %s, flow run %s", monitor.retrain_deployment, getattr(run, "id", "?")
+        )
     return MonitorResult(
         model_name=name,
         version=version,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
-from configs.schema import FlowConfig
+from configs.schema import FlowConfig, resolve_config
 from tasks.model_tasks import build_drift_detectors, discard_workdir, register_model, train_model
 from tasks.settings import get_settings
 from tasks.train_tasks import (
@@ -32,7 +32,8 @@ class TrainResult(BaseModel):
 
 
 @flow(name="train", log_prints=False)
-def train_flow(config: FlowConfig, config_file: str = "") -> TrainResult:
+def train_flow(config: FlowConfig | None = None, config_file: str = "") -> TrainResult:
+    config = resolve_config(config, config_file)
     logger = get_run_logger()
     settings = get_settings()
     context = start_tracking_run(config, settings, config_file)

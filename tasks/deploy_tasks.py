@@ -50,3 +50,22 @@ def record_current_model(pointer: ProductionPointer) -> str:
     Variable.set(name, value, overwrite=True)
     get_run_logger().info("Prefect variable %s = version %s", name, pointer.version)
     return name
+
+
+MONITOR_POOL = "monitor"
+MONITOR_DEPLOYMENT = "monitor-weekly"
+
+
+@task(name="schedule_monitoring", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def schedule_monitoring(cron: str) -> str:
+    """Create or update the weekly monitor deployment on the monitor work pool, via `prefect deploy`."""
+    from prefect.client.orchestration import get_client
+
+    from tasks.prefect_deployments import apply_deployment, ensure_work_pool
+
+    with get_client(sync_client=True) as client:
+        api_url = str(client.api_url)
+    ensure_work_pool(MONITOR_POOL, api_url)
+    apply_deployment(MONITOR_DEPLOYMENT, api_url, cron)
+    get_run_logger().info("Deployment monitor/%s scheduled %r on work pool %s", MONITOR_DEPLOYMENT, cron, MONITOR_POOL)
+    return f"monitor/{MONITOR_DEPLOYMENT}"

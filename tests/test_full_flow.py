@@ -21,6 +21,7 @@ TINY = [
     *TINY_TRAINING,
     "evaluate.thresholds={accuracy: [0.05, lower], ece: [0.9, upper]}",
     "deploy.margin=1.0",
+    "deploy.monitor_cron=15 4 * * 2",
 ]
 
 
@@ -54,6 +55,11 @@ def test_full_flow_promotes_reuses_cache_and_gate_refuses_weak_model(flow_state:
     assert pointer is not None and pointer.version == "1"
     assert str(registry().get_model_version_by_alias("fashion-cnn", "champion").version) == "1"
     assert Variable.get("production_model_fashion_cnn")["version"] == "1"
+    with get_client(sync_client=True) as prefect:
+        deployment = prefect.read_deployment_by_name("monitor/monitor-weekly")
+    assert deployment.work_pool_name == "monitor"
+    assert [s.schedule.cron for s in deployment.schedules] == ["15 4 * * 2"]
+    assert deployment.parameters == {"config_file": "configs/monitor_config.yaml"}
     plots = {a.path for a in registry().list_artifacts(first.evaluation.run_id, "evaluation/v1")}
     assert {
         f"evaluation/v1/{n}.png" for n in ("confusion_matrix", "reliability_diagram", "worst_misclassified")
