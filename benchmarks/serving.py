@@ -129,7 +129,7 @@ def wrk(url: str, image: Path, concurrency: int, seconds: float, field: str = "f
         "-c",
         str(concurrency),
         "-d",
-        f"{seconds}s",
+        f"{max(1, round(seconds))}s",  # wrk takes whole seconds
         "--timeout",
         "30s",
         "-s",

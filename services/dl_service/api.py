@@ -108,7 +108,7 @@ async def predict_batch(
 
 def _rejects(service: PredictionService, content: bytes) -> bool:
     try:
-        service.prepare(content, service.manager.current.input_spec)
+        service.check_all([content])
     except ImageRejected:
         return True
     return False

@@ -14,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import tensorflow as tf
 
+from services.dl_service.images import ImageRejected
 from services.dl_service.model import ModelManager, ModelUnavailable, ServedModel
-from tasks.preprocessing import preprocess_image
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,6 @@ class BatchOutput:
 @dataclass
 class _Pending:
     content: bytes
-    image: np.ndarray
     future: asyncio.Future[BatchOutput]
 
 
@@ -51,12 +51,12 @@ class MicroBatcher:
                 await self._task
         self._executor.shutdown(wait=True)
 
-    async def submit(self, images: list[tuple[bytes, np.ndarray]]) -> list[BatchOutput]:
-        """Queue (encoded, preprocessed) images of one request; wait for their rows of the outputs."""
+    async def submit(self, contents: list[bytes]) -> list[BatchOutput]:
+        """Queue the encoded (already checked) images of one request; wait for their rows of the outputs."""
         if not self.manager.loaded:
             raise ModelUnavailable(self.manager.unavailable_reason)
         loop = asyncio.get_running_loop()
-        pending = [_Pending(content, image, loop.create_future()) for content, image in images]
+        pending = [_Pending(content, loop.create_future()) for content in contents]
         for item in pending:
             self._queue.put_nowait(item)
         return list(await asyncio.gather(*(item.future for item in pending)))
@@ -67,16 +67,15 @@ class MicroBatcher:
             batch = await self._collect()
             try:
                 model = self.manager.current
-                stacked = np.stack([_fitted(item, model) for item in batch])
-                probabilities, features = await loop.run_in_executor(self._executor, model.predict, stacked)
+                outputs = await loop.run_in_executor(self._executor, _predict_each_or_all, model, batch)
             except Exception as error:
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(error)
-                continue
-            for row, item in enumerate(batch):
-                if not item.future.done():  # a client that went away has cancelled its future
-                    output = BatchOutput(probabilities[row], features[row], model, len(batch))
+                outputs = [error] * len(batch)
+            for item, output in zip(batch, outputs, strict=True):
+                if item.future.done():  # a client that went away has cancelled its future
+                    continue
+                if isinstance(output, BaseException):
+                    item.future.set_exception(output)
+                else:
                     item.future.set_result(output)
 
     async def _collect(self) -> list[_Pending]:
@@ -98,9 +97,13 @@ class MicroBatcher:
         return batch
 
 
-def _fitted(item: _Pending, model: ServedModel) -> np.ndarray:
-    """The image at this model's input size: re-preprocessed if a new version changed the size."""
-    spec = model.input_spec
-    if item.image.shape[:2] == (spec.height, spec.width):
-        return item.image
-    return np.asarray(preprocess_image(item.content, spec).numpy())
+def _predict_each_or_all(model: ServedModel, batch: list[_Pending]) -> list[BatchOutput | BaseException]:
+    """One model call for the batch; if an image the checks passed still fails to decode, the
+    others are predicted one by one so only that request fails."""
+    try:
+        probabilities, features = model.predict([item.content for item in batch])
+        return [BatchOutput(probabilities[i], features[i], model, len(batch)) for i in range(len(batch))]
+    except tf.errors.InvalidArgumentError:
+        if len(batch) == 1:
+            return [ImageRejected(422, "corrupt or truncated image: the decoder refused it")]
+        return [_predict_each_or_all(model, [item])[0] for item in batch]

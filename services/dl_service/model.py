@@ -20,7 +20,7 @@ import tensorflow as tf
 from tasks.errors import IntegrityError, MlopsError
 from tasks.model_bundle import fetch_bundle
 from tasks.models import LAST_CONV_LAYER
-from tasks.preprocessing import InputSpec
+from tasks.preprocessing import InputSpec, preprocess_image
 from tasks.production import read_pointer
 
 logger = logging.getLogger(__name__)
@@ -48,20 +48,30 @@ class ServedModel:
         spec = metadata["input"]
         self.input_spec = InputSpec(height=int(spec["height"]), width=int(spec["width"]))
         self.classifier, self.encoder = classifier, encoder
-        signature = [tf.TensorSpec([None, self.input_spec.height, self.input_spec.width, 3], tf.float32)]
-        self._infer = tf.function(self._forward, input_signature=signature)
+        # One graph per version: decode + resize (the shared preprocessing) and both networks, per batch.
+        self._infer = tf.function(self._forward, input_signature=[tf.TensorSpec([None], tf.string)])
         # Built once per version: the gradient model Grad-CAM differentiates.
         self._gradient_model = keras.Model(
             classifier.inputs, [classifier.get_layer(LAST_CONV_LAYER).output, classifier.output]
         )
 
-    def _forward(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return self.classifier(images, training=False), self.encoder(images, training=False)
+    def _forward(self, encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        spec = self.input_spec
+        images = tf.map_fn(
+            lambda one: preprocess_image(one, spec),
+            encoded,
+            fn_output_signature=tf.TensorSpec((spec.height, spec.width, 3), tf.uint8),
+        )
+        inputs = tf.cast(images, tf.float32)
+        return self.classifier(inputs, training=False), self.encoder(inputs, training=False)
 
-    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 NxHxWx3 (the shared preprocessing's output) -> (probabilities, UAE features)."""
-        probabilities, features = self._infer(tf.cast(images, tf.float32))
+    def predict(self, encoded: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """Encoded images -> (probabilities, UAE features), preprocessed exactly as in training."""
+        probabilities, features = self._infer(tf.constant(encoded, dtype=tf.string))
         return probabilities.numpy(), features.numpy()
+
+    def preprocess(self, encoded: bytes) -> np.ndarray:
+        return np.asarray(preprocess_image(encoded, self.input_spec).numpy())
 
     def explain(self, image: np.ndarray) -> Explanation:
         """Grad-CAM for the predicted class: which regions raised its score."""
@@ -80,7 +90,8 @@ class ServedModel:
 
     def warm_up(self) -> None:
         """Trace the inference function now rather than on the first request."""
-        self.predict(np.zeros((1, self.input_spec.height, self.input_spec.width, 3), dtype=np.uint8))
+        blank = np.zeros((self.input_spec.height, self.input_spec.width, 3), dtype=np.uint8)
+        self.predict([tf.io.encode_png(blank).numpy()])
 
 
 def load_served_model(storage_url: str, name: str, version: str, cache_dir: Path) -> ServedModel:
