@@ -58,9 +58,10 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install data ## benchmarks: input pipeline vs training step; serving vs raw, no-op, naive, BentoML
+bench: install data ## benchmarks (after make run): input pipeline, serving vs peers, drift alarm rates
 	$(BIN)/python benchmarks/input_pipeline.py
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/monitoring.py
 
 lock: ## rewrite requirements.lock from the current .venv
 	{ head -2 requirements.lock; $(BIN)/pip freeze --all | grep -vE '^(pip|setuptools|wheel)=='; } > requirements.lock.new
