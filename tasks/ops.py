@@ -60,13 +60,18 @@ def show_models(settings: PlatformSettings, name: str) -> str:
     client = tracking.configure_mlflow(settings)
     published = set(list_versions(settings.central_storage_url, name))
     versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+    aliases_of: dict[str, list[str]] = {}
+    if versions:  # search results carry no aliases; the registered model has them all
+        for alias, number in client.get_registered_model(name).aliases.items():
+            aliases_of.setdefault(str(number), []).append(alias)
     rows = [f"{'version':>7}  {'aliases':<20} {'published':<9} {'test acc':>8}  created"]
     for version in versions:
+        number = str(version.version)
         accuracy = version.tags.get("eval.test.accuracy", "")[:6]
-        aliases = ",".join(version.aliases) or "-"
-        is_published = "yes" if version.version in published else "no"
+        aliases = ",".join(sorted(aliases_of.get(number, []))) or "-"
+        is_published = "yes" if number in published else "no"
         created = _iso(version.creation_timestamp // 1000)
-        rows.append(f"{version.version:>7}  {aliases:<20} {is_published:<9} {accuracy:>8}  {created}")
+        rows.append(f"{number:>7}  {aliases:<20} {is_published:<9} {accuracy:>8}  {created}")
     return "\n".join(rows) if versions else f"{name}: no registered versions"
 
 

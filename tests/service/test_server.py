@@ -103,3 +103,22 @@ def test_two_worker_processes_share_metrics_and_converge_on_a_deploy(
             while {client.get(f"{url}/ready").json()["model_version"] for _ in range(10)} != {"2"}:
                 assert time.monotonic() < deadline, "the workers did not all load version 2"
                 time.sleep(0.3)
+
+
+def test_deploy_notification_reloads_a_running_service(
+    service_env: dict[str, str], model_storage: Path, tmp_path: Path
+) -> None:
+    """The deploy flow's reload request, against the real service (polling slowed so only the request can act)."""
+    from tasks.notify import notify_services
+    from tests.service.conftest import running_service
+
+    env = {**service_env, "MLOPS_SERVICE_POINTER_POLL_SECONDS": "3600"}
+    with running_service(env, tmp_path / "notify.log") as url:
+        write_pointer(str(model_storage), MODEL_NAME, "2", "deploy", {})
+        without_token = notify_services([f"{url}/admin/reload"], None)[0]
+        assert not without_token.ok and "401" in without_token.detail
+        assert httpx.get(f"{url}/ready").json()["model_version"] == "1"
+        with_token = notify_services([f"{url}/admin/reload"], "test-token-1234")[0]
+        assert with_token.ok and httpx.get(f"{url}/ready").json()["model_version"] == "2"
+        unreachable = notify_services(["http://127.0.0.1:9/admin/reload"], "test-token-1234")[0]
+        assert not unreachable.ok and "ConnectError" in unreachable.detail
