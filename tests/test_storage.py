@@ -69,3 +69,20 @@ def test_versions_sort_numerically(bundle: Path, tmp_path: Path) -> None:
     for version in ("2", "10", "1"):
         publish_version(bundle, storage, "demo", version)
     assert list_versions(storage, "demo") == ["1", "2", "10"]
+
+
+def test_production_pointer_is_replaced_whole_and_only_for_a_verified_version(bundle: Path, tmp_path: Path) -> None:
+    from tasks.production import read_pointer, write_pointer
+
+    storage = str(tmp_path / "storage")
+    for version in ("1", "2"):
+        publish_version(bundle, storage, "demo", version)
+    first = write_pointer(storage, "demo", "1", "first", {"accuracy": 0.9})
+    (tmp_path / "storage/models/demo/2/model.keras").write_bytes(b"tampered")
+    with pytest.raises(IntegrityError):
+        write_pointer(storage, "demo", "2", "refused", {})
+    assert read_pointer(storage, "demo") == first  # the old pointer stands, whole
+    visible = sorted(p.name for p in (tmp_path / "storage/models/demo").iterdir() if not p.name.startswith("."))
+    assert visible == ["1", "2", "production.json"]  # no temporary pointer left behind
+    with pytest.raises(IntegrityError, match="not a published version"):
+        write_pointer(storage, "demo", "3", "absent", {})
