@@ -37,17 +37,17 @@ def variable_name(model_name: str) -> str:
     return "production_model_" + re.sub(r"[^a-z0-9_]", "_", model_name.lower())
 
 
+def record_variable(pointer: ProductionPointer) -> str:
+    """The Prefect variable naming the model in production (read by people and by other flows)."""
+    name = variable_name(pointer.name)
+    value = pointer.model_dump(include={"name", "version", "url", "deployed_at", "previous_version"})
+    Variable.set(name, value, overwrite=True)
+    return name
+
+
 @task(name="record_current_model", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def record_current_model(pointer: ProductionPointer) -> str:
-    name = variable_name(pointer.name)
-    value = {
-        "name": pointer.name,
-        "version": pointer.version,
-        "url": pointer.url,
-        "deployed_at": pointer.deployed_at,
-        "previous_version": pointer.previous_version,
-    }
-    Variable.set(name, value, overwrite=True)
+    name = record_variable(pointer)
     get_run_logger().info("Prefect variable %s = version %s", name, pointer.version)
     return name
 

@@ -37,7 +37,7 @@ def resolve_model_version(name: str, version: str | None, alias: str, context: R
 
 @task(name="evaluate_model", cache_policy=NO_CACHE)
 def evaluate_model(
-    config: FlowConfig, ref: dataset.DatasetRef, version: str, context: RunContext, log_prefix: str = ""
+    config: FlowConfig, ref: dataset.DatasetRef, version: str, context: RunContext, log_prefix: str | None = None
 ) -> Evaluation:
     """Metrics, plots and gate verdict of one version on ``evaluate.split``, logged to MLflow."""
     logger = get_run_logger()
@@ -60,7 +60,7 @@ def evaluate_model(
         metrics["ece"],
     )
     client = tracking.configure_mlflow(settings)
-    prefix = log_prefix or f"v{version}_"
+    prefix = f"v{version}_" if log_prefix is None else log_prefix
     tracking.log_metrics(
         client, context.run_id, _prefixed_finite(metrics, prefix), step=0, timestamp=int(time.time() * 1000)
     )

@@ -102,7 +102,6 @@ def build_drift_detectors(
         features.shape[1],
         drift.reference_split,
     )
-    trained.files.update({"uae": bundle / UAE_FILE, "reference": bundle / REFERENCE_FILE})
     return trained
 
 

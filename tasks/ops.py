@@ -12,12 +12,14 @@ import argparse
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
 
 from configs.schema import load_config
 from tasks import tracking
+from tasks.deploy_tasks import record_variable
 from tasks.errors import MlopsError
 from tasks.model_bundle import METADATA_FILE
 from tasks.notify import notify_services
@@ -76,8 +78,6 @@ def show_models(settings: PlatformSettings, name: str) -> str:
 
 
 def _iso(seconds: int) -> str:
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
 
 
@@ -94,20 +94,8 @@ def move_production(
     )
     pointer = release_version(client, settings.central_storage_url, name, version, reason, metrics)
     notify_services(reload_urls, os.environ.get("MLOPS_ADMIN_TOKEN"))
-    _record_variable(pointer)
+    record_variable(pointer)
     return pointer
-
-
-def _record_variable(pointer: ProductionPointer) -> None:
-    from prefect.variables import Variable
-
-    from tasks.deploy_tasks import variable_name
-
-    Variable.set(
-        variable_name(pointer.name),
-        pointer.model_dump(include={"name", "version", "url", "deployed_at", "previous_version"}),
-        overwrite=True,
-    )
 
 
 def rollback_target(settings: PlatformSettings, name: str, to: str | None) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,6 @@ class TrainedModel:
     class_names: list[str]
     metrics: dict[str, float]
     epochs_run: int
-    files: dict[str, Path] = field(default_factory=dict)
 
 
 @task(name="start_tracking_run", cache_policy=NO_CACHE)
