@@ -12,11 +12,12 @@ import keras
 import numpy as np
 from fastapi import FastAPI, File, UploadFile
 
+from services.dl_service.settings import NO_OPENTELEMETRY
 from tasks.preprocessing import InputSpec, preprocess_image
 
 
 def create_noop_app() -> FastAPI:
-    app = FastAPI()
+    app = FastAPI(telemetry=NO_OPENTELEMETRY)  # the same stack settings as dl_service
 
     @app.post("/predict")
     async def upload(file: UploadFile = File(...)) -> dict[str, int]:  # noqa: B008
@@ -28,7 +29,7 @@ def create_noop_app() -> FastAPI:
 def create_naive_app() -> FastAPI:
     model = keras.models.load_model(os.environ["BENCH_MODEL_PATH"])
     spec = InputSpec(model.input_shape[1], model.input_shape[2])
-    app = FastAPI()
+    app = FastAPI(telemetry=NO_OPENTELEMETRY)  # the same stack settings as dl_service
 
     @app.post("/predict")
     async def predict(file: UploadFile = File(...)) -> dict[str, float]:  # noqa: B008

@@ -26,15 +26,17 @@ T = TypeVar("T")
 router = APIRouter()
 
 
-def get_service(request: Request) -> PredictionService:
+# Dependencies are async on purpose: FastAPI runs a plain `def` dependency in a worker thread,
+# a thread hop per request that cost more than all of the image checks.
+async def get_service(request: Request) -> PredictionService:
     return request.app.state.service
 
 
-def get_manager(request: Request) -> ModelManager:
+async def get_manager(request: Request) -> ModelManager:
     return request.app.state.manager
 
 
-def get_settings_dep(request: Request) -> ServiceSettings:
+async def get_settings_dep(request: Request) -> ServiceSettings:
     return request.app.state.settings
 
 

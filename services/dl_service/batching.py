@@ -1,7 +1,9 @@
 """Micro-batching: concurrent requests share one model call, run off the event loop.
 
-Requests wait at most ``max_wait`` for company, and a batch never exceeds ``max_batch`` images.
-While one batch runs in the inference thread the next one gathers, so the model stays busy.
+A batch closes when it holds ``max_batch`` images, or when the model is free and its oldest
+request has waited ``max_wait``. While the model is busy the next batch keeps growing instead
+of closing on a timer, so the event loop answers one batch and reads the next while the other
+is computed: a closed-loop client pool never falls into lock-step with a single batch.
 Each batch takes the current model once, so all its images get the same version.
 """
 
@@ -10,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -37,7 +41,9 @@ class _Pending:
 class MicroBatcher:
     def __init__(self, manager: ModelManager, max_batch: int, max_wait_seconds: float) -> None:
         self.manager, self.max_batch, self.max_wait = manager, max_batch, max_wait_seconds
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._waiting: deque[_Pending] = deque()
+        self._wake = asyncio.Event()  # set when a request arrives or a batch finishes
+        self._in_flight = 0  # batches handed to the inference thread and not yet answered
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._task: asyncio.Task[None] | None = None
 
@@ -57,8 +63,10 @@ class MicroBatcher:
             raise ModelUnavailable(self.manager.unavailable_reason)
         loop = asyncio.get_running_loop()
         pending = [_Pending(content, loop.create_future()) for content in contents]
-        for item in pending:
-            self._queue.put_nowait(item)
+        self._waiting.extend(pending)
+        self._wake.set()
+        if len(pending) == 1:  # the common case: skip gather's bookkeeping
+            return [await pending[0].future]
         return list(await asyncio.gather(*(item.future for item in pending)))
 
     async def _run(self) -> None:
@@ -67,34 +75,49 @@ class MicroBatcher:
             batch = await self._collect()
             try:
                 model = self.manager.current
-                outputs = await loop.run_in_executor(self._executor, _predict_each_or_all, model, batch)
-            except Exception as error:
-                outputs = [error] * len(batch)
-            for item, output in zip(batch, outputs, strict=True):
-                if item.future.done():  # a client that went away has cancelled its future
-                    continue
-                if isinstance(output, BaseException):
-                    item.future.set_exception(output)
-                else:
-                    item.future.set_result(output)
+            except ModelUnavailable as error:
+                _deliver(batch, [error] * len(batch))
+                continue
+            self._in_flight += 1
+            done = loop.run_in_executor(self._executor, _predict_each_or_all, model, batch)
+            done.add_done_callback(lambda future, batch=batch: self._finished(batch, future))  # type: ignore[misc]
+
+    def _finished(self, batch: list[_Pending], done: asyncio.Future[list[BatchOutput | BaseException]]) -> None:
+        self._in_flight -= 1
+        self._wake.set()
+        error = done.exception()
+        _deliver(batch, [error] * len(batch) if error is not None else done.result())
 
     async def _collect(self) -> list[_Pending]:
-        batch = [await self._queue.get()]
+        """Wait for the first request, then for company: until full, or the model is free and the wait is over."""
+        while not self._waiting:
+            self._wake.clear()
+            await self._wake.wait()
         deadline = time.perf_counter() + self.max_wait
-        while len(batch) < self.max_batch:
-            try:
-                batch.append(self._queue.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
+        batch: list[_Pending] = []
+        while True:
+            while self._waiting and len(batch) < self.max_batch:
+                batch.append(self._waiting.popleft())
+            if len(batch) >= self.max_batch:
+                return batch
             remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            if self._in_flight == 0 and remaining <= 0:
+                return batch
+            self._wake.clear()
+            try:  # while the model is busy there is no point closing the batch
+                await asyncio.wait_for(self._wake.wait(), None if self._in_flight else remaining)
             except TimeoutError:
-                break
-        return batch
+                return batch
+
+
+def _deliver(batch: list[_Pending], outputs: Sequence[BatchOutput | BaseException]) -> None:
+    for item, output in zip(batch, outputs, strict=True):
+        if item.future.done():  # a client that went away has cancelled its future
+            continue
+        if isinstance(output, BaseException):
+            item.future.set_exception(output)
+        else:
+            item.future.set_result(output)
 
 
 def _predict_each_or_all(model: ServedModel, batch: list[_Pending]) -> list[BatchOutput | BaseException]:

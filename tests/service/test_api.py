@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import sqlite3
 import time
@@ -200,3 +201,27 @@ def test_web_page_and_openapi_docs_are_served(client: TestClient) -> None:
     assert "Heat map opacity" in client.get("/").text
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/predict", "/predict/batch", "/explain", "/feedback/{prediction_id}"} <= set(paths)
+
+
+def test_uploads_are_kept_by_hash_in_central_storage_when_configured(
+    service_env: dict[str, str], sample_images: list[Path], model_storage: Path
+) -> None:
+    image = sample_images[0].read_bytes()
+    with TestClient(create_app(ServiceSettings(store_images=True))) as client:
+        first = client.post("/predict", files=upload(image)).json()
+        second = client.post("/predict", files=upload(image)).json()
+    digest = hashlib.sha256(image).hexdigest()
+    stored = model_storage / "images" / digest[:2] / digest
+    assert stored.read_bytes() == image  # the exact upload, once, under its content hash
+    rows = dict(db_rows(service_env, "SELECT id, image_uri FROM predictions"))
+    assert rows[first["prediction_id"]] == rows[second["prediction_id"]] == str(stored)
+    assert "image" not in {c[1] for c in db_rows(service_env, "PRAGMA table_info(predictions)")}  # no blobs
+
+
+def test_uploads_are_not_kept_by_default(
+    service_env: dict[str, str], sample_images: list[Path], model_storage: Path
+) -> None:
+    with TestClient(create_app(ServiceSettings())) as client:
+        body = client.post("/predict", files=upload(sample_images[0].read_bytes())).json()
+    assert not (model_storage / "images").exists()
+    assert db_rows(service_env, f"SELECT image_uri FROM predictions WHERE id = '{body['prediction_id']}'") == [(None,)]
