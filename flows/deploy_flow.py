@@ -6,7 +6,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from configs.schema import FlowConfig, resolve_config
-from tasks.deploy_tasks import record_current_model, release, schedule_monitoring, tell_services_to_reload
+from tasks.deploy_tasks import apply_deployments, record_current_model, release, tell_services_to_reload
 from tasks.errors import MlopsError
 from tasks.eval_tasks import evaluate_model, resolve_model_version
 from tasks.evaluation import gate_violations
@@ -67,7 +67,7 @@ def deploy_flow(
             record_current_model(pointer)
             champion_after = challenger
         if champion_after is not None:
-            schedule_monitoring(deploy.monitor_cron)
+            apply_deployments(deploy.monitor_cron)
     except BaseException:
         finish_tracking_run(context, "FAILED")
         raise

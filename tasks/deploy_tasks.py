@@ -52,20 +52,25 @@ def record_current_model(pointer: ProductionPointer) -> str:
     return name
 
 
-MONITOR_POOL = "monitor"
-MONITOR_DEPLOYMENT = "monitor-weekly"
+# What the deploy flow keeps applied: the weekly monitor, and the full flow it may start on
+# confirmed drift. Training has its own pool so its worker can run on another host.
+DEPLOYMENT_POOLS = {"monitor/monitor-weekly": "monitor", "full/full-flow": "training"}
 
 
-@task(name="schedule_monitoring", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def schedule_monitoring(cron: str) -> str:
-    """Create or update the weekly monitor deployment on the monitor work pool, via `prefect deploy`."""
+@task(name="apply_deployments", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def apply_deployments(cron: str) -> list[str]:
+    """Create or update the weekly monitor and the retraining deployment, via `prefect deploy`."""
     from prefect.client.orchestration import get_client
 
-    from tasks.prefect_deployments import apply_deployment, ensure_work_pool
+    from tasks.prefect_deployments import apply_deployments as prefect_deploy
+    from tasks.prefect_deployments import ensure_work_pool
 
     with get_client(sync_client=True) as client:
         api_url = str(client.api_url)
-    ensure_work_pool(MONITOR_POOL, api_url)
-    apply_deployment(MONITOR_DEPLOYMENT, api_url, cron)
-    get_run_logger().info("Deployment monitor/%s scheduled %r on work pool %s", MONITOR_DEPLOYMENT, cron, MONITOR_POOL)
-    return f"monitor/{MONITOR_DEPLOYMENT}"
+    for pool in sorted(set(DEPLOYMENT_POOLS.values())):
+        ensure_work_pool(pool, api_url)
+    prefect_deploy([name.split("/")[1] for name in DEPLOYMENT_POOLS], api_url, cron)
+    for name, pool in DEPLOYMENT_POOLS.items():
+        get_run_logger().info("Deployment %s applied on work pool %s", name, pool)
+    get_run_logger().info("monitor/monitor-weekly runs on the schedule %r", cron)
+    return list(DEPLOYMENT_POOLS)

@@ -35,14 +35,15 @@ def ensure_work_pool(name: str, api_url: str) -> None:
         raise DeploymentError(f"could not create work pool {name!r}:\n{created.stdout}{created.stderr}")
 
 
-def apply_deployment(name: str, api_url: str, cron: str) -> str:
-    """``prefect deploy --name NAME`` from deployments/prefect.yaml; returns its output."""
+def apply_deployments(names: list[str], api_url: str, cron: str) -> str:
+    """``prefect deploy --name NAME ...`` from deployments/prefect.yaml; returns its output."""
     env = {**os.environ, "PREFECT_API_URL": api_url, "MLOPS_REPO_ROOT": str(REPO_ROOT), "MLOPS_MONITOR_CRON": cron}
-    command = _prefect("--no-prompt", "deploy", "--prefect-file", str(PREFECT_FILE), "--name", name)
+    selected = [argument for name in names for argument in ("--name", name)]
+    command = _prefect("--no-prompt", "deploy", "--prefect-file", str(PREFECT_FILE), *selected)
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise DeploymentError(
-            f"prefect deploy --name {name} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+            f"prefect deploy {' '.join(selected)} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
         )
     return result.stdout
 

@@ -57,6 +57,9 @@ def test_full_flow_promotes_reuses_cache_and_gate_refuses_weak_model(flow_state:
     assert Variable.get("production_model_fashion_cnn")["version"] == "1"
     with get_client(sync_client=True) as prefect:
         deployment = prefect.read_deployment_by_name("monitor/monitor-weekly")
+        retraining = prefect.read_deployment_by_name("full/full-flow")  # what the monitor runs on drift
+    assert (retraining.work_pool_name, retraining.schedules) == ("training", [])
+    assert retraining.parameters == {"config_file": "configs/full_flow_config.yaml"}
     assert deployment.work_pool_name == "monitor"
     assert [s.schedule.cron for s in deployment.schedules] == ["15 4 * * 2"]
     assert deployment.parameters == {"config_file": "configs/monitor_config.yaml"}

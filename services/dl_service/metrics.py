@@ -44,7 +44,7 @@ class ServiceMetrics:
             "Version being served (1 for the served version)",
             ["model", "version"],
             registry=registry,
-            multiprocess_mode="livemax",
+            multiprocess_mode="liveall",  # one series per live worker (pid): shows that all converged
         )
         self.spooled_rows = Gauge(
             "dl_service_spooled_rows",

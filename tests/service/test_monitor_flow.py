@@ -8,11 +8,13 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from uuid import UUID
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from prefect.client.schemas.objects import FlowRun
 
 from configs.schema import REPO_ROOT, load_config
 from services.dl_service.app import create_app
@@ -55,6 +57,27 @@ def digit_pngs(count: int) -> list[bytes]:
     return images
 
 
+def applied_retraining_deployment() -> UUID:
+    """The full-flow deployment, applied with `prefect deploy` as the deploy flow applies it."""
+    from prefect import get_client
+
+    from tasks.prefect_deployments import apply_deployments, ensure_work_pool
+
+    with get_client(sync_client=True) as prefect:
+        api_url = str(prefect.api_url)
+        ensure_work_pool("training", api_url)
+        apply_deployments(["full-flow"], api_url, "0 6 * * 1")
+        return prefect.read_deployment_by_name("full/full-flow").id
+
+
+def retraining_runs(deployment_id: UUID) -> list[FlowRun]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with get_client(sync_client=True) as prefect:
+        return prefect.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+
+
 def serve(client: TestClient, images: list[bytes], labels: list[str] | None = None) -> None:
     for index, content in enumerate(images):
         response = client.post("/predict", files={"file": ("x.png", content, "image/png")})
@@ -80,13 +103,25 @@ def test_monitor_flow_stays_quiet_on_fashion_and_flags_digits(
     url, received = webhook
     config = load_config(
         REPO_ROOT / "configs" / "monitor_config.yaml",
-        ["monitor.window_size=100", "monitor.min_labelled=50", "monitor.thresholds={}", f"monitor.webhook_url={url}"],
+        [
+            "monitor.window_size=100",
+            "monitor.min_labelled=50",
+            "monitor.thresholds={}",
+            f"monitor.webhook_url={url}",
+            "monitor.retrain_on_drift=true",
+        ],
     )
+    retraining = applied_retraining_deployment()
     with TestClient(create_app(ServiceSettings())) as client:
         serve(client, fashion, list(test_rows["label"]))
         quiet = monitor_flow(config=config)
+        runs_after_quiet = retraining_runs(retraining)
         serve(client, digit_pngs(100))
         alarmed = monitor_flow(config=config)
+
+    assert runs_after_quiet == [] and not quiet.retraining_triggered
+    assert alarmed.retraining_triggered
+    assert [run.state_name for run in retraining_runs(retraining)] == ["Scheduled"]  # waits for a training worker
 
     assert (quiet.window_rows, quiet.labelled_rows, quiet.drift) == (100, 100, False), quiet
     assert alarmed.drift and alarmed.p_value < 0.001 and alarmed.labelled_rows == 0

