@@ -12,7 +12,7 @@ STATE ?= $(or $(MLOPS_HOME),$(CURDIR)/.mlops)
 PREFECT_ENV := PREFECT_HOME=$(STATE)/prefect PREFECT_SERVER_ANALYTICS_ENABLED=false \
 	PREFECT_API_DATABASE_CONNECTION_URL=sqlite+aiosqlite:///$(STATE)/prefect/prefect.db MLOPS_REPO_ROOT=$(CURDIR)
 
-.PHONY: install run train data monitor prefect-server worker training-worker serve test test-fast lint format bench lock clean-state help secrets compose-config stack-local
+.PHONY: install run train data monitor prefect-server worker training-worker serve test test-fast lint format bench lock clean-state help secrets compose-config stack-local stack-local-up
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -77,6 +77,12 @@ secrets: ## write .env with a random value for every secret of the docker-compos
 
 compose-config: install ## validate docker-compose.yml with Docker Compose v2 (needs .env: make secrets)
 	$(COMPOSE) config -q && echo "docker-compose.yml is valid"
+
+stack-local: install data ## the compose stack's servers as local processes: full flow + monitor through them
+	$(BIN)/python -m deployments.stack.local_stack demo
+
+stack-local-up: install ## start the compose stack's servers as local processes and wait (Ctrl-C stops them)
+	$(BIN)/python -m deployments.stack.local_stack up
 
 clean-state: ## delete the embedded state (.mlops) except the DVC remote that dataset repositories push to
 	find .mlops -mindepth 1 -maxdepth 1 ! -name dvc-remote -exec rm -rf {} +

@@ -47,8 +47,11 @@ def main() -> int:
     parser.add_argument("--feedback", type=float, default=0.0, help="share of labelled images given feedback")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parent / "fashion-mnist" / "data", help="dataset folder"
+    )
     args = parser.parse_args()
-    data_dir = Path(__file__).resolve().parent / "fashion-mnist" / "data"
+    data_dir = args.data
     images = demo_images(args.kind, data_dir, read_manifest(data_dir), args.count, args.seed)
     sent, labelled = asyncio.run(send(args.url, images, args.feedback, args.concurrency))
     print(f"sent {sent} {args.kind} images to {args.url}, {labelled} with feedback labels")

@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from tasks.errors import MlopsError
 
@@ -115,11 +116,18 @@ class PredictionLog:
         self._thread.start()
 
     def _create_tables(self) -> None:
-        try:
-            metadata.create_all(self.engine)
-            self._tables_ready = True
-        except DATABASE_ERRORS as error:
-            logger.warning("Prediction database unreachable at start-up (%s); spooling until it returns", error)
+        for attempt in range(3):
+            try:
+                metadata.create_all(self.engine)
+                self._tables_ready = True
+                return
+            except (IntegrityError, ProgrammingError):
+                # Another worker process created the same tables at the same moment (PostgreSQL
+                # reports the race as a duplicate type); the next check-first pass sees them.
+                time.sleep(0.2 * (attempt + 1))
+            except DATABASE_ERRORS as error:
+                logger.warning("Prediction database unreachable at start-up (%s); spooling until it returns", error)
+                return
 
     def record(self, row: dict[str, Any]) -> None:
         """Queue one prediction row; returns at once."""
