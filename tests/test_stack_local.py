@@ -4,6 +4,8 @@ gunicorn with two workers. The full flow and the monitor flow (run by its worker
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -50,3 +52,12 @@ def test_full_and_monitor_flows_run_against_the_real_servers(tiny_repo: Path, tm
         assert summary["monitor_state"] == "COMPLETED"
         verdicts = list((tmp_path / "stack" / "state" / "storage").rglob("verdict.json"))
         assert len(verdicts) == 1 and '"drift": true' in verdicts[0].read_text()  # half the traffic was digits
+
+
+@pytest.fixture(autouse=True)
+def remove_cluster_outside(tmp_path: Path) -> Iterator[None]:
+    """The cluster may live outside the test's folder (see LocalStack.postgres_data): remove it too."""
+    yield
+    link = tmp_path / "stack" / "pgdata"
+    if link.is_symlink():
+        shutil.rmtree(link.resolve().parent, ignore_errors=True)

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -172,10 +173,9 @@ class LocalStack:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
         self._processes.clear()
-        if (self.folder / "pgdata").exists():
-            self._as_postgres(
-                str(PG_BIN / "pg_ctl"), "-D", str(self.folder / "pgdata"), "-m", "fast", "-w", "stop", check=False
-            )
+        data = self.postgres_data()
+        if data.exists():
+            self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop", check=False)
 
     def _as_postgres(self, *command: str, check: bool = True, env: dict[str, str] | None = None) -> None:
         owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -183,11 +183,26 @@ class LocalStack:
         if check and result.returncode != 0:
             raise StackError(f"{' '.join(command[:2])} failed:\n{result.stdout}{result.stderr}")
 
+    def postgres_data(self) -> Path:
+        """The cluster's folder. Run as root, the server runs as `postgres`, which must reach it:
+        under a private folder (a test's temporary one) it lives beside, with a link to it."""
+        link = self.folder / "pgdata"
+        if link.is_symlink() or link.exists() or os.geteuid() != 0:
+            return link.resolve()
+        reachable = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(self.folder)], check=False)
+        if reachable.returncode == 0:
+            return link
+        outside = Path(tempfile.mkdtemp(prefix="mlops-stack-pg-")) / "pgdata"
+        shutil.chown(outside.parent, "postgres", "postgres")
+        link.symlink_to(outside)
+        return outside
+
     def _start_postgres(self) -> None:
         if not (PG_BIN / "initdb").exists():
             raise StackError("PostgreSQL 15 is needed: apt-get install postgresql-15")
-        data, password_file = self.folder / "pgdata", self.folder / "pg-superuser-password"
-        if os.geteuid() == 0:
+        data = self.postgres_data()
+        password_file = data.parent / "pg-superuser-password"
+        if os.geteuid() == 0 and data.parent == self.folder:
             shutil.chown(self.folder, "postgres", "postgres")
         if not data.exists():
             password_file.write_text(self.secrets["POSTGRES_PASSWORD"] + "\n")
