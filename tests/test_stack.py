@@ -130,13 +130,29 @@ def test_every_path_the_dockerfile_copies_exists() -> None:
         assert (REPO_ROOT / source).exists(), f"Dockerfile line {number} copies {source}, which does not exist"
 
 
-def console_scripts(requirement_files: list[str]) -> set[str]:
-    """Commands the image's install provides: console scripts of exactly the pinned distributions."""
+def dockerfile_cmds() -> dict[str, list[str]]:
+    """The CMD of each stage of the Dockerfile: what a service without a command runs."""
+    cmds, stage = {}, ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.startswith("FROM "):
+            stage = line.split(" AS ")[-1].strip() if " AS " in line else stage
+        elif line.startswith("CMD "):
+            cmds[stage] = json.loads(line[4:])
+    return cmds
+
+
+def pinned_names(requirement_files: list[str]) -> set[str]:
     pinned = set()
     for relative in requirement_files:
         for line in (REPO_ROOT / relative).read_text().splitlines():
             if line and not line.startswith("#"):
                 pinned.add(re.split(r"[=<>@ ]", line)[0].lower().replace("_", "-"))
+    return pinned
+
+
+def console_scripts(requirement_files: list[str]) -> set[str]:
+    """Commands the image's install provides: console scripts of exactly the pinned distributions."""
+    pinned = pinned_names(requirement_files)
     scripts = {"python"}
     for distribution in importlib.metadata.distributions():
         if distribution.metadata["Name"].lower().replace("_", "-") in pinned:
@@ -150,8 +166,10 @@ def test_every_service_command_exists_in_its_image(resolved: dict[str, Any]) -> 
         if "build" not in service:
             continue
         target = service["build"].get("target", "app")
-        command = service.get("command") or ["python"]
+        command = service.get("command") or dockerfile_cmds()[target]
         assert command[0] in console_scripts(PROJECT_IMAGES[target]), f"{name}: {command[0]} is not installed"
+        if command[0] == "jupyter":  # `jupyter lab` runs the jupyter-lab script of the jupyterlab package
+            assert f"jupyter{command[1]}" in pinned_names(PROJECT_IMAGES[target]), f"{name}: jupyter {command[1]}"
         checked += 1
     assert checked >= 7
     gunicorn = resolved["services"]["service"]["command"]
