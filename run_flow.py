@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect API call otherwise
     prepare_embedded_environment(get_settings())
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
         flow_function = resolve_flow(config.flow_module)
         options = {"force": True} if args.force else {}
@@ -73,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(result.model_dump_json(indent=2) if hasattr(result, "model_dump_json") else result)
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler, `kill`, a container stop) unwinds like Ctrl-C, so the temporary
+    Prefect server of the embedded mode is stopped instead of left running."""
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

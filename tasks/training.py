@@ -68,6 +68,7 @@ def fit_model(
         train_batches,
         validation_data=validation_batches,
         epochs=config.epochs,
+        shuffle=False,  # the tf.data pipeline shuffles; Keras would warn that it ignores its own
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,  # a live bar in a terminal, one line per epoch in logs
     )

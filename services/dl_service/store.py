@@ -97,9 +97,12 @@ def utc_now() -> datetime:
 class PredictionLog:
     """Batched, durable writes of prediction rows; synchronous feedback writes."""
 
-    def __init__(self, database_url: str, spool_dir: Path, flush_seconds: float = 0.2) -> None:
+    def __init__(
+        self, database_url: str, spool_dir: Path, flush_seconds: float = 0.2, stale_claim_seconds: float = 300
+    ) -> None:
         self.engine: Engine = create_engine(database_url, pool_pre_ping=True)
         self.spool_dir, self.flush_seconds = spool_dir, flush_seconds
+        self.stale_claim_seconds = stale_claim_seconds
         self._spool = spool_dir / f"pending-{os.getpid()}-{uuid.uuid4().hex[:6]}.jsonl"
         self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -210,6 +213,7 @@ class PredictionLog:
 
     def _replay_spool(self) -> bool:
         """Insert spooled rows, oldest file first; True when the spool is empty afterwards."""
+        self._adopt_abandoned_claims()
         for path in sorted(self.spool_dir.glob("*.jsonl"), key=lambda p: p.stat().st_mtime):
             claimed = path.with_suffix(f".{os.getpid()}.replaying")
             try:
@@ -226,6 +230,23 @@ class PredictionLog:
             self.written += len(rows)
             logger.info("Wrote %d spooled prediction rows", len(rows))
         return True
+
+    def _adopt_abandoned_claims(self) -> None:
+        """Put back files a process claimed for replay and never finished (it died mid-replay).
+
+        A replay takes well under a second, so a claim older than ``stale_claim_seconds`` is
+        abandoned. Age, not process ids, decides: replicas in other containers share the spool
+        folder but not the pid namespace. Replaying twice is harmless (duplicates are ignored).
+        """
+        now = time.time()
+        for claimed in self.spool_dir.glob("*.replaying"):
+            try:
+                if now - claimed.stat().st_ctime < self.stale_claim_seconds:  # rename sets ctime: the claim's age
+                    continue
+                claimed.rename(claimed.with_name(claimed.name.split(".", 1)[0] + ".jsonl"))
+                logger.warning("Took over %s, abandoned mid-replay", claimed.name)
+            except FileNotFoundError:
+                continue  # another process took it first
 
 
 def _insert_ignoring_duplicates(dialect: str):  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sqlite3
 import time
@@ -135,3 +136,31 @@ def test_deploy_notification_reloads_a_running_service(
         assert with_token.ok and httpx.get(f"{url}/ready").json()["model_version"] == "2"
         unreachable = notify_services(["http://127.0.0.1:9/admin/reload"], "test-token-1234")[0]
         assert not unreachable.ok and "ConnectError" in unreachable.detail
+
+
+def test_rows_of_a_process_that_died_mid_replay_are_written(tmp_path: Path) -> None:
+    """A worker claimed a spool file for replay and died: another process writes its rows."""
+    from services.dl_service.store import PredictionLog, utc_now
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    row = {
+        "created_at": utc_now().isoformat(), "model_name": "m", "model_version": "1", "predicted_label": "bag",
+        "confidence": 0.9, "probabilities": [0.9, 0.1], "uae": [0.0], "sha256": "0" * 64, "latency_ms": 3.0,
+    }  # fmt: skip
+    rows = [{**row, "id": f"lost-{i}"} for i in range(3)]
+    claimed = spool / "pending-4242-abcdef.4242.replaying"
+    claimed.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    database = tmp_path / "predictions.db"
+    log = PredictionLog(f"sqlite:///{database}", spool, stale_claim_seconds=0)
+    log.start()
+    log.close()  # the final flush replays
+    with sqlite3.connect(database) as connection:
+        written = {row[0] for row in connection.execute("SELECT id FROM predictions")}
+    assert written == {"lost-0", "lost-1", "lost-2"} and not list(spool.iterdir())
+
+    fresh = PredictionLog(f"sqlite:///{tmp_path / 'other.db'}", spool)  # default: a recent claim is left alone
+    claimed.write_text(json.dumps(rows[0]) + "\n")
+    fresh.start()
+    fresh.close()
+    assert claimed.exists()
