@@ -36,7 +36,7 @@ class ServiceSettings(BaseSettings):
     max_pixels: int = Field(25_000_000, gt=0, description="refuse larger images (decompression bombs)")
     max_batch_images: int = Field(64, gt=0, description="images per /predict/batch request")
     batch_size: int = Field(32, gt=0, description="micro-batch: most images per model call")
-    batch_wait_ms: float = Field(2.0, ge=0, description="micro-batch: longest wait for more requests")
+    batch_wait_ms: float = Field(2.0, ge=0, description="micro-batch: longest wait for company while the model is free")
     top_k: int = Field(3, gt=0)
     pointer_poll_seconds: float = Field(5.0, gt=0, description="how often the production pointer is checked")
     store_images: bool = Field(False, description="keep uploaded images by sha256 in central storage")
