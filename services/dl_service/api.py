@@ -181,6 +181,7 @@ async def ready(manager: ManagerDep, settings: SettingsDep) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     state = request.app.state
     state.metrics.spooled_rows.set(state.service.log.pending_spool_rows())
+    state.metrics.rejected_rows.set(state.service.log.rejected_rows())
     payload, content_type = state.metrics.exposition()
     return Response(payload, media_type=content_type)
 

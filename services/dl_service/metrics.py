@@ -52,6 +52,12 @@ class ServiceMetrics:
             registry=registry,
             multiprocess_mode="livemax",  # every process sees the same spool folder
         )
+        self.rejected_rows = Gauge(
+            "dl_service_rejected_rows",
+            "Prediction rows the database refused, set aside in the spool folder for an operator",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
 
     def served_version_changed(self, model: str, before: str | None, after: str) -> None:
         if before is not None:

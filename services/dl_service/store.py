@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from tasks.errors import MlopsError
 
@@ -76,6 +76,8 @@ feedback = Table(
 )
 
 DATABASE_ERRORS = (OperationalError, DBAPIError, OSError)
+# The database is up but refuses what a row holds (a constraint, a value it cannot store).
+REFUSED_ROW_ERRORS = (IntegrityError, DataError)
 
 
 class StoreUnavailable(MlopsError):
@@ -110,6 +112,7 @@ class PredictionLog:
         self._thread: threading.Thread | None = None
         self.written = 0
         self.spooled = 0
+        self.rejected = 0
         self._tables_ready = False
 
     def start(self) -> None:
@@ -169,6 +172,10 @@ class PredictionLog:
     def pending_spool_rows(self) -> int:
         return sum(_count_lines(path) for path in self.spool_dir.glob("*.jsonl"))
 
+    def rejected_rows(self) -> int:
+        rejected = self.spool_dir / "rejected.ndjson"
+        return _count_lines(rejected) if rejected.exists() else 0
+
     def _writer(self) -> None:
         while not self._stop.wait(self.flush_seconds):
             try:
@@ -188,11 +195,40 @@ class PredictionLog:
         if not rows:
             return
         try:
-            self._insert(rows)
-            self.written += len(rows)
+            self._insert_sorting_out_rejected(rows)
         except DATABASE_ERRORS as error:
             logger.warning("Prediction database unreachable (%s); spooling %d rows", type(error).__name__, len(rows))
             self._append_to_spool(rows)
+
+    def _insert_sorting_out_rejected(self, rows: list[dict[str, Any]]) -> None:
+        """Insert rows; if the database refuses the batch for what is in it (not for being away),
+        insert them one at a time and set the refused ones aside, so one bad row never blocks the log.
+
+        Raises the database error when it is unreachable: the caller keeps the rows.
+        """
+        try:
+            self._insert(rows)
+            self.written += len(rows)
+            return
+        except REFUSED_ROW_ERRORS:
+            pass
+        for row in rows:
+            try:
+                self._insert([row])
+                self.written += 1
+            except REFUSED_ROW_ERRORS as error:
+                self._set_aside(row, error)
+
+    def _set_aside(self, row: dict[str, Any], error: Exception) -> None:
+        """Keep a row the database refused, with the reason, for an operator to look at."""
+        rejected = self.spool_dir / "rejected.ndjson"  # not *.jsonl: never replayed (see rejected_rows)
+        record = {"error": str(getattr(error, "orig", error)), "row": row}
+        with rejected.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, default=_json_default) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.rejected += 1
+        logger.error("Prediction %s refused by the database (%s); kept in %s", row.get("id"), record["error"], rejected)
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         if not self._tables_ready:  # the database was down at start-up
@@ -222,13 +258,12 @@ class PredictionLog:
                 continue
             rows = [_decode_row(line) for line in claimed.read_text(encoding="utf-8").splitlines() if line]
             try:
-                self._insert(rows)
+                self._insert_sorting_out_rejected(rows)
             except DATABASE_ERRORS:
                 claimed.rename(path)
                 return False
             claimed.unlink()
-            self.written += len(rows)
-            logger.info("Wrote %d spooled prediction rows", len(rows))
+            logger.info("Replayed %d spooled prediction rows", len(rows))
         return True
 
     def _adopt_abandoned_claims(self) -> None:

@@ -164,3 +164,31 @@ def test_rows_of_a_process_that_died_mid_replay_are_written(tmp_path: Path) -> N
     fresh.start()
     fresh.close()
     assert claimed.exists()
+
+
+def test_a_row_the_database_refuses_is_set_aside_and_blocks_nothing(tmp_path: Path) -> None:
+    """One spooled row violates a constraint: the others are written, it is kept with the reason,
+    and the log goes on writing (before, the spool never drained and every new row joined it)."""
+    from services.dl_service.store import PredictionLog, utc_now
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    row = {
+        "created_at": utc_now().isoformat(), "model_name": "m", "model_version": "1", "predicted_label": "bag",
+        "confidence": 0.9, "probabilities": [0.9, 0.1], "uae": [0.0], "sha256": "0" * 64, "latency_ms": 3.0,
+    }  # fmt: skip
+    bad = {**row, "id": "bad", "predicted_label": None}  # NOT NULL
+    lines = [{**row, "id": "good-1"}, bad, {**row, "id": "good-2"}]
+    (spool / "pending-1-abcdef.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    database = tmp_path / "predictions.db"
+    log = PredictionLog(f"sqlite:///{database}", spool)
+    log.start()
+    log.flush()
+    log.record({**row, "id": "after", "created_at": utc_now()})
+    log.close()
+    with sqlite3.connect(database) as connection:
+        written = {r[0] for r in connection.execute("SELECT id FROM predictions")}
+    assert written == {"good-1", "good-2", "after"} and log.pending_spool_rows() == 0
+    kept = [json.loads(line) for line in (spool / "rejected.ndjson").read_text().splitlines()]
+    assert [k["row"]["id"] for k in kept] == ["bad"] and "NOT NULL" in kept[0]["error"]
+    assert log.rejected_rows() == 1  # what /metrics reports as dl_service_rejected_rows
