@@ -7,6 +7,7 @@ import json
 import re
 import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -140,14 +141,11 @@ def test_deploy_notification_reloads_a_running_service(
 
 def test_rows_of_a_process_that_died_mid_replay_are_written(tmp_path: Path) -> None:
     """A worker claimed a spool file for replay and died: another process writes its rows."""
-    from services.dl_service.store import PredictionLog, utc_now
+    from services.dl_service.store import PredictionLog
 
     spool = tmp_path / "spool"
     spool.mkdir()
-    row = {
-        "created_at": utc_now().isoformat(), "model_name": "m", "model_version": "1", "predicted_label": "bag",
-        "confidence": 0.9, "probabilities": [0.9, 0.1], "uae": [0.0], "sha256": "0" * 64, "latency_ms": 3.0,
-    }  # fmt: skip
+    row = spooled_row()
     rows = [{**row, "id": f"lost-{i}"} for i in range(3)]
     claimed = spool / "pending-4242-abcdef.4242.replaying"
     claimed.write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -169,14 +167,11 @@ def test_rows_of_a_process_that_died_mid_replay_are_written(tmp_path: Path) -> N
 def test_a_row_the_database_refuses_is_set_aside_and_blocks_nothing(tmp_path: Path) -> None:
     """One spooled row violates a constraint: the others are written, it is kept with the reason,
     and the log goes on writing (before, the spool never drained and every new row joined it)."""
-    from services.dl_service.store import PredictionLog, utc_now
+    from services.dl_service.store import PredictionLog
 
     spool = tmp_path / "spool"
     spool.mkdir()
-    row = {
-        "created_at": utc_now().isoformat(), "model_name": "m", "model_version": "1", "predicted_label": "bag",
-        "confidence": 0.9, "probabilities": [0.9, 0.1], "uae": [0.0], "sha256": "0" * 64, "latency_ms": 3.0,
-    }  # fmt: skip
+    row = spooled_row()
     bad = {**row, "id": "bad", "predicted_label": None}  # NOT NULL
     lines = [{**row, "id": "good-1"}, bad, {**row, "id": "good-2"}]
     (spool / "pending-1-abcdef.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
@@ -184,7 +179,7 @@ def test_a_row_the_database_refuses_is_set_aside_and_blocks_nothing(tmp_path: Pa
     log = PredictionLog(f"sqlite:///{database}", spool)
     log.start()
     log.flush()
-    log.record({**row, "id": "after", "created_at": utc_now()})
+    log.record({**row, "id": "after", "created_at": datetime.now(UTC)})
     log.close()
     with sqlite3.connect(database) as connection:
         written = {r[0] for r in connection.execute("SELECT id FROM predictions")}
@@ -192,3 +187,12 @@ def test_a_row_the_database_refuses_is_set_aside_and_blocks_nothing(tmp_path: Pa
     kept = [json.loads(line) for line in (spool / "rejected.ndjson").read_text().splitlines()]
     assert [k["row"]["id"] for k in kept] == ["bad"] and "NOT NULL" in kept[0]["error"]
     assert log.rejected_rows() == 1  # what /metrics reports as dl_service_rejected_rows
+
+
+def spooled_row() -> dict[str, object]:
+    """A prediction row as the spool file holds it (JSON; time as ISO text)."""
+    return {
+        "created_at": datetime.now(UTC).isoformat(), "model_name": "m", "model_version": "1",
+        "predicted_label": "bag", "confidence": 0.9, "probabilities": [0.9, 0.1], "uae": [0.0],
+        "sha256": "0" * 64, "latency_ms": 3.0,
+    }  # fmt: skip
