@@ -46,12 +46,20 @@ def image_properties(image: np.ndarray) -> dict[str, float]:
     }
 
 
+def measurable_pixels(image: Image.Image) -> np.ndarray:
+    """The pixels properties are measured on, the same for training data and served uploads:
+    the stored channels where they are 8-bit gray or colour, bilevel as gray, anything else as RGB."""
+    if image.mode in ("L", "RGB", "RGBA", "LA"):
+        return np.asarray(image)
+    if image.mode == "1":
+        return np.asarray(image.convert("L"))
+    return np.asarray(image.convert("RGB"))  # palettes, CMYK, 16-bit
+
+
 def decode_original(content: bytes) -> np.ndarray:
     """The image as stored, with its own channel count (no conversion), for measuring it."""
     with Image.open(io.BytesIO(content)) as opened:
-        if opened.mode in ("L", "RGB", "RGBA", "LA"):
-            return np.asarray(opened)
-        return np.asarray(opened.convert("RGB"))  # palettes, CMYK, 16-bit: measured as RGB
+        return measurable_pixels(opened)
 
 
 def file_properties(path: Path) -> dict[str, float | str]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
-from tasks.image_properties import image_properties
+from tasks.image_properties import decode_original, image_properties
 
 
 def reference_properties(gray_uint8: np.ndarray) -> tuple[float, float, float]:
@@ -39,3 +42,15 @@ def test_flat_image_has_no_contrast_or_sharpness() -> None:
     assert measured["brightness"] == pytest.approx(200 / 255)
     assert measured["contrast"] == pytest.approx(0.0, abs=1e-7)
     assert measured["sharpness"] == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA"])
+def test_served_uploads_are_measured_as_training_images_are(mode: str) -> None:
+    """Drift monitoring compares the two: the same file must give the same properties."""
+    from services.dl_service.images import check_image
+
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (20, 24, 3), dtype=np.uint8)).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    content = buffer.getvalue()
+    assert check_image(content, 10**7, 10**7).properties == image_properties(decode_original(content))

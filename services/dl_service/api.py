@@ -57,7 +57,7 @@ async def _measured(request: Request, endpoint: str, call: Callable[[], Awaitabl
     except ImageRejected as error:
         status = error.status_code
         raise HTTPException(error.status_code, error.reason) from None
-    except ModelUnavailable as error:
+    except (ModelUnavailable, StoreUnavailable) as error:
         status = 503
         raise HTTPException(503, str(error), headers={"Retry-After": "5"}) from None
     except UnknownPrediction as error:
@@ -66,9 +66,9 @@ async def _measured(request: Request, endpoint: str, call: Callable[[], Awaitabl
     except UnknownLabel as error:
         status = 422
         raise HTTPException(422, str(error)) from None
-    except StoreUnavailable as error:
-        status = 503
-        raise HTTPException(503, str(error), headers={"Retry-After": "5"}) from None
+    except Exception:
+        status = 500  # counted as what the client gets
+        raise
     finally:
         metrics.requests.labels(endpoint, str(status)).inc()
         metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
@@ -102,18 +102,10 @@ async def predict_batch(
         try:
             return schemas.BatchPrediction(predictions=await service.predict(contents, x_request_id))
         except ImageRejected as error:
-            index = next(i for i, c in enumerate(contents) if _rejects(service, c))
+            index = error.index or 0
             raise ImageRejected(error.status_code, f"file {index} ({files[index].filename}): {error.reason}") from None
 
     return await _measured(request, "predict_batch", call)
-
-
-def _rejects(service: PredictionService, content: bytes) -> bool:
-    try:
-        service.check_all([content])
-    except ImageRejected:
-        return True
-    return False
 
 
 @router.post("/explain", response_model=schemas.Explanation, tags=["predictions"])

@@ -67,7 +67,13 @@ class MicroBatcher:
         self._wake.set()
         if len(pending) == 1:  # the common case: skip gather's bookkeeping
             return [await pending[0].future]
-        return list(await asyncio.gather(*(item.future for item in pending)))
+        outputs = await asyncio.gather(*(item.future for item in pending), return_exceptions=True)
+        for index, output in enumerate(outputs):
+            if isinstance(output, ImageRejected):  # the decoder refused one the checks passed
+                raise output.at(index)
+            if isinstance(output, BaseException):
+                raise output
+        return [output for output in outputs if isinstance(output, BatchOutput)]
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

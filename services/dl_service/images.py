@@ -9,10 +9,9 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from tasks.image_properties import content_hash, image_properties
+from tasks.image_properties import content_hash, image_properties, measurable_pixels
 
 SUPPORTED_FORMATS = {"PNG", "JPEG", "GIF", "BMP"}
 SUPPORTED_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA"}
@@ -21,10 +20,14 @@ SUPPORTED_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA"}
 class ImageRejected(Exception):
     """An upload that cannot be served; ``status_code`` and the message go back to the client."""
 
-    def __init__(self, status_code: int, reason: str) -> None:
+    def __init__(self, status_code: int, reason: str, index: int | None = None) -> None:
         super().__init__(reason)
         self.status_code = status_code
         self.reason = reason
+        self.index = index  # which image of a multi-image request
+
+    def at(self, index: int) -> ImageRejected:
+        return ImageRejected(self.status_code, self.reason, index)
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ def check_image(content: bytes, max_bytes: int, max_pixels: int) -> CheckedImage
         with Image.open(io.BytesIO(content)) as image:
             _check_header(image, max_pixels)
             image.load()
-            pixels = np.asarray(_measurable(image))
+            pixels = measurable_pixels(image)
     except Image.DecompressionBombError as error:
         raise ImageRejected(413, f"image has too many pixels: {error}") from None
     except UnidentifiedImageError:
@@ -62,12 +65,3 @@ def _check_header(image: Image.Image, max_pixels: int) -> None:
     width, height = image.size
     if width * height > max_pixels:
         raise ImageRejected(413, f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
-
-
-def _measurable(image: Image.Image) -> Image.Image:
-    """Bilevel as grayscale, palettes as RGBA: the pixels the properties are computed on."""
-    if image.mode == "1":
-        return image.convert("L")
-    if image.mode in ("P", "PA"):
-        return image.convert("RGBA")
-    return image

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.dl_service import schemas
 from services.dl_service.batching import BatchOutput, MicroBatcher
-from services.dl_service.images import CheckedImage, check_image
+from services.dl_service.images import CheckedImage, ImageRejected, check_image
 from services.dl_service.metrics import ServiceMetrics
 from services.dl_service.model import ModelManager, ServedModel
 from services.dl_service.settings import ServiceSettings
@@ -48,8 +48,14 @@ class PredictionService:
         self._image_writer.shutdown(wait=True)
 
     def check_all(self, contents: list[bytes]) -> list[CheckedImage]:
-        """Refuse bad input with a reason; measure the rest (properties, content hash)."""
-        return [check_image(c, self.settings.max_upload_bytes, self.settings.max_pixels) for c in contents]
+        """Refuse bad input with a reason (naming which image); measure the rest (properties, content hash)."""
+        checked = []
+        for index, content in enumerate(contents):
+            try:
+                checked.append(check_image(content, self.settings.max_upload_bytes, self.settings.max_pixels))
+            except ImageRejected as error:
+                raise error.at(index) from None
+        return checked
 
     async def _checked(self, contents: list[bytes]) -> list[CheckedImage]:
         """Small uploads are checked on the event loop (a thread hop costs more); large ones off it."""
