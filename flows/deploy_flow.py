@@ -10,7 +10,7 @@ from tasks.deploy_tasks import apply_deployments, record_current_model, release,
 from tasks.errors import MlopsError
 from tasks.eval_tasks import evaluate_model, resolve_model_version
 from tasks.evaluation import gate_violations
-from tasks.promotion import decide_promotion
+from tasks.promotion import PromotionDecision, decide_promotion
 from tasks.settings import get_settings
 from tasks.tracking import CHALLENGER_ALIAS, CHAMPION_ALIAS
 from tasks.train_tasks import finish_tracking_run, resolve_dataset, start_tracking_run
@@ -48,18 +48,19 @@ def deploy_flow(
         if challenger is None:
             raise MlopsError(f"model {name!r} has no {CHALLENGER_ALIAS!r} version; run the train flow")
         champion = resolve_model_version(name, None, CHAMPION_ALIAS, context)
-        ref = resolve_dataset(config.dataset, context)
-        if challenger_metrics is None:
-            challenger_metrics = evaluate_model(config, ref, challenger, context, "challenger_").metrics
-        violations = gate_violations(challenger_metrics, config.evaluate.thresholds)
         champion_metrics = None
-        if champion == challenger:
-            decision_promote, reason = False, f"version {challenger} is already the champion; nothing to do"
+        if champion == challenger:  # decided before the dataset is resolved or anything evaluated
+            decision = PromotionDecision(False, f"version {challenger} is already the champion; nothing to do")
+            challenger_metrics = challenger_metrics or {}
         else:
+            ref = resolve_dataset(config.dataset, context)
+            if challenger_metrics is None:
+                challenger_metrics = evaluate_model(config, ref, challenger, context, "challenger_").metrics
+            violations = gate_violations(challenger_metrics, config.evaluate.thresholds)
             if champion is not None:
                 champion_metrics = evaluate_model(config, ref, champion, context, "champion_").metrics
             decision = decide_promotion(challenger_metrics, champion_metrics, violations, deploy.metric, deploy.margin)
-            decision_promote, reason = decision.promote, decision.reason
+        decision_promote, reason = decision.promote, decision.reason
         champion_after = champion
         if decision_promote:
             pointer = release(settings, name, challenger, reason, challenger_metrics)

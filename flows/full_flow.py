@@ -16,6 +16,7 @@ from flows.deploy_flow import DeployResult, deploy_flow
 from flows.eval_flow import EvalResult, eval_flow
 from flows.train_flow import TrainResult, train_flow
 from tasks.errors import QualityGateError
+from tasks.eval_tasks import finite_metrics
 from tasks.fingerprint import training_fingerprint
 from tasks.summary import mlflow_run_url, summary_markdown
 
@@ -53,7 +54,7 @@ def full_flow(config: FlowConfig | None = None, config_file: str = "", force: bo
     except QualityGateError as error:
         create_markdown_artifact(summary_markdown(trained, None, None, str(error)), key="full-flow-summary")
         raise
-    measured = {name: value for name, value in evaluation.metrics.items() if value == value}  # NaN is not JSON
+    measured = finite_metrics(evaluation.metrics)
     deployed = deploy_flow(config=config, config_file=config_file, version=trained.version, challenger_metrics=measured)
     create_link_artifact(mlflow_run_url(evaluation.run_id), link_text=f"MLflow evaluation of version {trained.version}")
     create_markdown_artifact(summary_markdown(trained, evaluation, deployed, None), key="full-flow-summary")

@@ -62,7 +62,7 @@ def evaluate_model(
     client = tracking.configure_mlflow(settings)
     prefix = f"v{version}_" if log_prefix is None else log_prefix
     tracking.log_metrics(
-        client, context.run_id, _prefixed_finite(metrics, prefix), step=0, timestamp=int(time.time() * 1000)
+        client, context.run_id, finite_metrics(metrics, prefix), step=0, timestamp=int(time.time() * 1000)
     )
     plots = _write_plots(predictions, ref.data_dir, context.workdir / f"plots_v{version}")
     for path in plots:
@@ -74,8 +74,8 @@ def evaluate_model(
     return Evaluation(version, split, len(rows), metrics, violations)
 
 
-def _prefixed_finite(metrics: dict[str, float], prefix: str) -> dict[str, float]:
-    """Metrics named per version (so champion and challenger sit side by side), NaN left out."""
+def finite_metrics(metrics: dict[str, float], prefix: str = "") -> dict[str, float]:
+    """Metrics without NaN (MLflow and JSON take none), optionally named per version."""
     return {f"{prefix}{key}": value for key, value in metrics.items() if value == value}
 
 

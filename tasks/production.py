@@ -70,10 +70,13 @@ def _replace_atomically(storage_url: str, name: str, text: str) -> None:
     target = f"{root}/{POINTER}"
     if isinstance(fs, LocalFileSystem):
         temporary = Path(f"{target}.{uuid.uuid4().hex[:8]}.tmp")
-        temporary.write_text(text, encoding="utf-8")
-        with temporary.open("rb") as handle:
-            os.fsync(handle.fileno())
-        temporary.replace(target)  # atomic: readers see the old pointer or the new one
+        try:
+            temporary.write_text(text, encoding="utf-8")
+            with temporary.open("rb") as handle:
+                os.fsync(handle.fileno())
+            temporary.replace(target)  # atomic: readers see the old pointer or the new one
+        finally:
+            temporary.unlink(missing_ok=True)  # only left when the write or the rename failed
         return
     with fs.open(target, "w") as handle:  # a single object PUT is atomic on S3-compatible stores
         handle.write(text)

@@ -86,3 +86,25 @@ def test_production_pointer_is_replaced_whole_and_only_for_a_verified_version(bu
     assert visible == ["1", "2", "production.json"]  # no temporary pointer left behind
     with pytest.raises(IntegrityError, match="not a published version"):
         write_pointer(storage, "demo", "3", "absent", {})
+
+
+def test_a_pointer_write_that_fails_midway_leaves_the_old_pointer_and_no_debris(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.production import read_pointer, write_pointer
+
+    storage = str(tmp_path / "storage")
+    for version in ("1", "2"):
+        publish_version(bundle, storage, "demo", version)
+    first = write_pointer(storage, "demo", "1", "first", {})
+
+    def disk_full(self: Path, target: object) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "replace", disk_full)  # the rename is where a crash would bite
+    with pytest.raises(OSError, match="No space"):
+        write_pointer(storage, "demo", "2", "second", {})
+    monkeypatch.undo()
+    assert read_pointer(storage, "demo") == first
+    left = sorted(p.name for p in (tmp_path / "storage/models/demo").iterdir() if not p.name.startswith("."))
+    assert left == ["1", "2", "production.json"]
