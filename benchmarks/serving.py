@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,8 @@ ROUNDS = 3
 NOOP, SERVICE, NO_LOG = "(b) no-op upload", "(c) dl_service /predict", "(c') dl_service, logging off"
 NAIVE, BENTOML = "(d) naive per-request", "(e) BentoML 1.4 adaptive"
 
+from deployments.stack.servers import free_port  # noqa: E402  (ROOT is on sys.path from here on)
+
 
 @dataclass
 class LoadResult:
@@ -46,12 +47,6 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     failed: int
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def build_model(workdir: Path) -> tuple[Path, Path]:

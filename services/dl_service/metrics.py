@@ -7,6 +7,7 @@ With ``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn), every process writes its sampl
 from __future__ import annotations
 
 import os
+import re
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -70,3 +71,13 @@ class ServiceMetrics:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # every worker's samples, summed
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def served_versions_by_pid(exposition: str) -> dict[str, str]:
+    """Worker pid -> the version it serves, from a multiprocess /metrics page (one series per worker)."""
+    served = {}
+    for labels in re.findall(r"dl_service_model_version\{([^}]*)\} 1\.0", exposition):
+        pid, version = re.search(r'pid="(\d+)"', labels), re.search(r'version="([^"]+)"', labels)
+        if pid and version:
+            served[pid.group(1)] = version.group(1)
+    return served

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from configs.schema import REPO_ROOT, ModelConfig
+from deployments.stack.servers import free_port
 from tasks.dataset import class_names, read_manifest, select_split
 from tasks.drift_reference import build_reference_features
 from tasks.image_properties import properties_table
@@ -114,12 +114,6 @@ def in_process_probabilities(storage: Path, version: str, image: Path) -> np.nda
     model = keras.models.load_model(storage / "models" / MODEL_NAME / version / MODEL_FILE)
     pixels = preprocess_image(image.read_bytes(), SPEC).numpy()[None].astype(np.float32)
     return np.asarray(model(pixels, training=False))[0]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sqlite3
 import time
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from services.dl_service.app import create_app
+from services.dl_service.metrics import served_versions_by_pid
 from services.dl_service.settings import ServiceSettings
 from tasks.production import write_pointer
 from tests.service.conftest import MODEL_NAME
@@ -103,21 +103,11 @@ def test_two_worker_processes_share_metrics_and_converge_on_a_deploy(
             assert 'dl_service_requests_total{endpoint="predict",status="200"} 30.0' in text  # both workers summed
             write_pointer(str(model_storage), MODEL_NAME, "2", "deploy", {})
             deadline = time.monotonic() + 30
-            while served_versions(client.get(f"{url}/metrics").text) != {"2"}:
+            while set(served_versions_by_pid(client.get(f"{url}/metrics").text).values()) != {"2"}:
                 assert time.monotonic() < deadline, "the workers did not all load version 2"
                 time.sleep(0.3)
-            assert len(worker_pids(client.get(f"{url}/metrics").text, "2")) == 2  # each worker says so itself
-
-
-def served_versions(metrics: str) -> set[str]:
-    """Versions some live worker process serves now, from /metrics (one series per worker pid)."""
-    return {m.group(1) for m in re.finditer(r'dl_service_model_version\{[^}]*version="([^"]+)"[^}]*\} 1\.0', metrics)}
-
-
-def worker_pids(metrics: str, version: str) -> set[str]:
-    pattern = r"dl_service_model_version\{([^}]*)\} 1\.0"
-    labels = [m.group(1) for m in re.finditer(pattern, metrics) if f'version="{version}"' in m.group(1)]
-    return {pid.group(1) for label in labels if (pid := re.search(r'pid="(\d+)"', label))}
+            served = served_versions_by_pid(client.get(f"{url}/metrics").text)
+            assert len(served) == 2 and set(served.values()) == {"2"}  # each worker says so itself
 
 
 def test_deploy_notification_reloads_a_running_service(
