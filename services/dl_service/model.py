@@ -11,16 +11,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tasks.errors import IntegrityError, MlopsError
-from tasks.model_bundle import fetch_bundle
+from tasks.model_bundle import ModelBundle, fetch_bundle
 from tasks.models import LAST_CONV_LAYER
-from tasks.preprocessing import InputSpec, preprocess_image
+from tasks.preprocessing import preprocess_image
 from tasks.production import read_pointer
 
 logger = logging.getLogger(__name__)
@@ -30,29 +29,18 @@ class ModelUnavailable(MlopsError):
     """No model is loaded yet; the reason says why."""
 
 
-@dataclass
-class Explanation:
-    probabilities: np.ndarray
-    class_index: int
-    heatmap: np.ndarray  # HxW in [0, 1], at the model's input size
-
-
 class ServedModel:
     """One loaded version: batched prediction (softmax + UAE features) and Grad-CAM."""
 
-    def __init__(
-        self, name: str, version: str, metadata: dict[str, Any], classifier: keras.Model, encoder: keras.Model
-    ):
-        self.name, self.version, self.metadata = name, version, metadata
-        self.class_names: list[str] = list(metadata["class_names"])
-        spec = metadata["input"]
-        self.input_spec = InputSpec(height=int(spec["height"]), width=int(spec["width"]))
-        self.classifier, self.encoder = classifier, encoder
+    def __init__(self, bundle: ModelBundle) -> None:
+        self.name, self.version = bundle.name, bundle.version
+        self.class_names, self.input_spec = bundle.class_names, bundle.input_spec
+        self.classifier, self.encoder = bundle.load_classifier(), bundle.load_encoder()
         # One graph per version: decode + resize (the shared preprocessing) and both networks, per batch.
         self._infer = tf.function(self._forward, input_signature=[tf.TensorSpec([None], tf.string)])
         # Built once per version: the gradient model Grad-CAM differentiates.
         self._gradient_model = keras.Model(
-            classifier.inputs, [classifier.get_layer(LAST_CONV_LAYER).output, classifier.output]
+            self.classifier.inputs, [self.classifier.get_layer(LAST_CONV_LAYER).output, self.classifier.output]
         )
 
     def _forward(self, encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -73,8 +61,8 @@ class ServedModel:
     def preprocess(self, encoded: bytes) -> np.ndarray:
         return np.asarray(preprocess_image(encoded, self.input_spec).numpy())
 
-    def explain(self, image: np.ndarray) -> Explanation:
-        """Grad-CAM for the predicted class: which regions raised its score."""
+    def explain(self, image: np.ndarray) -> np.ndarray:
+        """Grad-CAM for the predicted class, which regions raised its score: HxW in [0, 1] at the input size."""
         batch = tf.cast(image[None, ...], tf.float32)
         with tf.GradientTape() as tape:
             activations, probabilities = self._gradient_model(batch, training=False)
@@ -86,7 +74,7 @@ class ServedModel:
         cam = cam / (tf.reduce_max(cam) + 1e-8)
         size = (self.input_spec.height, self.input_spec.width)
         heatmap = tf.image.resize(cam[..., None], size, method="bilinear")[..., 0].numpy()
-        return Explanation(probabilities.numpy()[0], class_index, np.clip(heatmap, 0.0, 1.0))
+        return np.clip(heatmap, 0.0, 1.0)
 
     def warm_up(self) -> None:
         """Trace the inference function now rather than on the first request."""
@@ -96,7 +84,7 @@ class ServedModel:
 
 def load_served_model(storage_url: str, name: str, version: str, cache_dir: Path) -> ServedModel:
     bundle = fetch_bundle(storage_url, name, version, cache_dir)  # checksums verified first
-    model = ServedModel(name, version, bundle.metadata, bundle.load_classifier(), bundle.load_encoder())
+    model = ServedModel(bundle)
     model.warm_up()
     return model
 

@@ -74,10 +74,8 @@ class PredictionService:
         started = time.perf_counter()
         checked = (await self._checked([content]))[0]
         output = (await self.batcher.submit([content]))[0]
-        pixels = await run_in_threadpool(output.model.preprocess, content)
-        explanation = await run_in_threadpool(output.model.explain, pixels)
+        heatmap, overlay, view = await run_in_threadpool(explain_as_pngs, output.model, content)
         prediction = self._record(checked, output, (time.perf_counter() - started) * 1000, request_id)
-        heatmap, overlay, view = await run_in_threadpool(render_explanation, pixels, explanation.heatmap)
         return schemas.Explanation(**prediction.model_dump(), heatmap_png=heatmap, overlay_png=overlay, image_png=view)
 
     def feedback(self, prediction_id: str, label: str) -> schemas.FeedbackOut:
@@ -94,7 +92,7 @@ class PredictionService:
         index = int(probabilities.argmax())
         prediction_id = new_prediction_id()
         if self.settings.log_predictions:
-            self._log(prediction_id, checked, output, latency_ms, request_id)
+            self._log(prediction_id, index, checked, output, latency_ms, request_id)
         self.metrics.predictions.labels(model.version, model.class_names[index]).inc()
         self.metrics.batch_size.observe(output.batch_size)
         return _prediction(prediction_id, model, probabilities, latency_ms, self.settings.top_k)
@@ -102,13 +100,13 @@ class PredictionService:
     def _log(
         self,
         prediction_id: str,
+        index: int,
         checked: CheckedImage,
         output: BatchOutput,
         latency_ms: float,
         request_id: str | None,
     ) -> None:
         model, probabilities = output.model, output.probabilities
-        index = int(probabilities.argmax())
         self.log.record(
             {
                 "id": prediction_id,
@@ -165,6 +163,12 @@ def _prediction(
         probabilities={name: float(p) for name, p in zip(names, probabilities, strict=True)},
         latency_ms=round(latency_ms, 3),
     )
+
+
+def explain_as_pngs(model: ServedModel, content: bytes) -> tuple[str, str, str]:
+    """Grad-CAM of the model that predicted, on the image as the model saw it, rendered: one thread hop."""
+    pixels = model.preprocess(content)
+    return render_explanation(pixels, model.explain(pixels))
 
 
 def render_explanation(pixels: np.ndarray, heatmap: np.ndarray) -> tuple[str, str, str]:

@@ -38,6 +38,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from tasks.errors import MlopsError
+from tasks.image_properties import PROPERTY_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +55,7 @@ predictions = Table(
     Column("confidence", Float, nullable=False),
     Column("probabilities", JSON, nullable=False),  # the BBSD features: softmax in class order
     Column("uae", JSON, nullable=False),
-    Column("brightness", Float),
-    Column("contrast", Float),
-    Column("sharpness", Float),
-    Column("width", Float),
-    Column("height", Float),
-    Column("channels", Float),
+    *(Column(name, Float) for name in PROPERTY_COLUMNS),  # as measured by tasks.image_properties
     Column("sha256", String(64), nullable=False, index=True),
     Column("latency_ms", Float, nullable=False),
     Column("request_id", String(100)),
@@ -111,17 +107,21 @@ class PredictionLog:
         self._write_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.written = 0
-        self.spooled = 0
-        self.rejected = 0
         self._tables_ready = False
 
     def start(self) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
-        self._create_tables()
+        try:
+            self._ensure_tables()
+        except DATABASE_ERRORS as error:
+            logger.warning("Prediction database unreachable at start-up (%s); spooling until it returns", error)
         self._thread = threading.Thread(target=self._writer, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def _create_tables(self) -> None:
+    def _ensure_tables(self) -> None:
+        """Create the tables once; raises the database error while it is unreachable."""
+        if self._tables_ready:
+            return
         for attempt in range(3):
             try:
                 metadata.create_all(self.engine)
@@ -131,9 +131,8 @@ class PredictionLog:
                 # Another worker process created the same tables at the same moment (PostgreSQL
                 # reports the race as a duplicate type); the next check-first pass sees them.
                 time.sleep(0.2 * (attempt + 1))
-            except DATABASE_ERRORS as error:
-                logger.warning("Prediction database unreachable at start-up (%s); spooling until it returns", error)
-                return
+        metadata.create_all(self.engine)
+        self._tables_ready = True
 
     def record(self, row: dict[str, Any]) -> None:
         """Queue one prediction row; returns at once."""
@@ -157,17 +156,20 @@ class PredictionLog:
 
     def add_feedback(self, prediction_id: str, label: str) -> dict[str, Any]:
         """Store the true label of a logged prediction; the prediction must exist."""
-        self.flush()  # the prediction may still be in the queue
-        try:
-            with self.engine.begin() as connection:
-                found = connection.execute(select(predictions.c.id).where(predictions.c.id == prediction_id)).first()
-                if found is None:
-                    raise UnknownPrediction(f"no prediction with id {prediction_id}")
-                row = {"prediction_id": prediction_id, "label": label, "created_at": utc_now()}
-                connection.execute(insert(feedback), row)
-        except DATABASE_ERRORS as error:
-            raise StoreUnavailable(f"prediction database unreachable: {error}") from None
-        return row
+        for first_try in (True, False):
+            try:
+                self._ensure_tables()
+                with self.engine.begin() as connection:
+                    query = select(predictions.c.id).where(predictions.c.id == prediction_id)
+                    if connection.execute(query).first() is not None:
+                        row = {"prediction_id": prediction_id, "label": label, "created_at": utc_now()}
+                        connection.execute(insert(feedback), row)
+                        return row
+            except DATABASE_ERRORS as error:
+                raise StoreUnavailable(f"prediction database unreachable: {error}") from None
+            if first_try:
+                self.flush()  # not found: it may still be queued or spooled
+        raise UnknownPrediction(f"no prediction with id {prediction_id}")
 
     def pending_spool_rows(self) -> int:
         return sum(_count_lines(path) for path in self.spool_dir.glob("*.jsonl"))
@@ -227,13 +229,10 @@ class PredictionLog:
             handle.write(json.dumps(record, default=_json_default) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        self.rejected += 1
         logger.error("Prediction %s refused by the database (%s); kept in %s", row.get("id"), record["error"], rejected)
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
-        if not self._tables_ready:  # the database was down at start-up
-            metadata.create_all(self.engine)
-            self._tables_ready = True
+        self._ensure_tables()  # the database may have been down at start-up
         with self.engine.begin() as connection:
             connection.execute(_insert_ignoring_duplicates(self.engine.dialect.name), rows)
 
@@ -245,7 +244,6 @@ class PredictionLog:
                 handle.write(json.dumps(row, default=_json_default) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        self.spooled += len(rows)
 
     def _replay_spool(self) -> bool:
         """Insert spooled rows, oldest file first; True when the spool is empty afterwards."""
