@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -11,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.variables import Variable
 
 from tasks import tracking
-from tasks.notify import notify_services
+from tasks.notify import admin_token_from_environment, notify_services
 from tasks.production import ProductionPointer
 from tasks.release import release_version
 from tasks.settings import PlatformSettings
@@ -28,7 +27,7 @@ def release(
 @task(name="notify_services", cache_policy=NO_CACHE)
 def tell_services_to_reload(urls: list[str]) -> dict[str, Any]:
     """POST to each service's reload URL with the admin token; never fails the deploy."""
-    outcomes = notify_services(urls, os.environ.get("MLOPS_ADMIN_TOKEN"))
+    outcomes = notify_services(urls, admin_token_from_environment())
     return {o.url: o.ok for o in outcomes}
 
 

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from configs.schema import FlowConfig
 from tasks import dataset, tracking
-from tasks.evaluation import classification_metrics, gate_violations, predict_split
+from tasks.evaluation import classification_metrics, predict_split
 from tasks.evaluation_plots import plot_confusion_matrix, plot_reliability, plot_worst_misclassified
 from tasks.model_bundle import fetch_bundle
 from tasks.train_tasks import RunContext
@@ -24,7 +24,6 @@ class Evaluation:
     split: str
     rows: int
     metrics: dict[str, float]
-    violations: list[str]
 
 
 @task(name="resolve_model_version", cache_policy=NO_CACHE)
@@ -48,7 +47,6 @@ def evaluate_model(
     started = time.perf_counter()
     predictions = predict_split(bundle.load_classifier(), ref.data_dir, rows, bundle.class_names, bundle.input_spec)
     metrics = classification_metrics(predictions)
-    violations = gate_violations(metrics, config.evaluate.thresholds)
     logger.info(
         "Version %s on %s (%d images, %.1f s): accuracy %.4f, macro AUC %.4f, ECE %.4f",
         version,
@@ -71,7 +69,7 @@ def evaluate_model(
     for key in ("accuracy", "macro_auc", "macro_f1", "ece"):
         client.set_model_version_tag(config.model.name, version, f"eval.{split}.{key}", f"{metrics[key]:.6f}")
     client.set_model_version_tag(config.model.name, version, f"eval.{split}.dataset_commit", ref.commit)
-    return Evaluation(version, split, len(rows), metrics, violations)
+    return Evaluation(version, split, len(rows), metrics)
 
 
 def finite_metrics(metrics: dict[str, float], prefix: str = "") -> dict[str, float]:

@@ -50,18 +50,24 @@ def predict_split(
     return Predictions(np.concatenate(label_parts), np.concatenate(probability_parts), path_parts, class_names)
 
 
-def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> float:
-    """Mean gap between confidence and accuracy over equal-width confidence bins, weighted by count."""
+def calibration_bins(
+    labels: np.ndarray, probabilities: np.ndarray, bins: int = 15
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per non-empty equal-width confidence bin: mean confidence, accuracy and count."""
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    error = 0.0
-    for b in range(bins):
-        in_bin = which == b
-        if in_bin.any():
-            error += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(error)
+    which = np.clip(np.digitize(confidence, np.linspace(0.0, 1.0, bins + 1)[1:-1]), 0, bins - 1)
+    filled = [b for b in range(bins) if (which == b).any()]
+    mean_confidence = np.array([confidence[which == b].mean() for b in filled])
+    accuracy = np.array([correct[which == b].mean() for b in filled])
+    counts = np.array([int((which == b).sum()) for b in filled])
+    return mean_confidence, accuracy, counts
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> float:
+    """Mean gap between confidence and accuracy over equal-width confidence bins, weighted by count."""
+    confidence, accuracy, counts = calibration_bins(labels, probabilities, bins)
+    return float(np.sum(counts / counts.sum() * np.abs(accuracy - confidence)))
 
 
 def classification_metrics(predictions: Predictions) -> dict[str, float]:

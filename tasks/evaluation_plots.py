@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from sklearn.metrics import confusion_matrix
 
-from tasks.evaluation import Predictions
+from tasks.evaluation import Predictions, calibration_bins
 
 
 def plot_confusion_matrix(predictions: Predictions, path: Path) -> Path:
@@ -35,17 +35,7 @@ def plot_confusion_matrix(predictions: Predictions, path: Path) -> Path:
 
 def plot_reliability(predictions: Predictions, path: Path, bins: int = 15) -> Path:
     """Accuracy against confidence per bin; the diagonal is perfect calibration."""
-    confidence = predictions.probabilities.max(axis=1)
-    correct = predictions.predicted == predictions.labels
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    centers, accuracy, counts = [], [], []
-    for b in range(bins):
-        in_bin = which == b
-        if in_bin.any():
-            centers.append(confidence[in_bin].mean())
-            accuracy.append(correct[in_bin].mean())
-            counts.append(int(in_bin.sum()))
+    centers, accuracy, counts = calibration_bins(predictions.labels, predictions.probabilities, bins)
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(6, 7), height_ratios=[3, 1], sharex=True)
     top.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
     top.plot(centers, accuracy, marker="o", label="model")

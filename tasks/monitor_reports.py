@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 import fsspec
-import httpx
 import pandas as pd
 
 from tasks.drift_reference import bbsd_columns
 from tasks.image_properties import PROPERTY_COLUMNS
 from tasks.monitoring import Verdict
+from tasks.notify import post_with_retries
 
 logger = logging.getLogger(__name__)
 
@@ -67,14 +66,7 @@ def add_to_workspace(snapshot, workspace_dir: Path, project_name: str) -> str:  
 
 def send_webhook(url: str, payload: dict[str, Any], attempts: int = 3) -> bool:
     """POST the verdict; failures are logged and never fail the monitoring record."""
-    for attempt in range(1, attempts + 1):
-        try:
-            response = httpx.post(url, json=payload, timeout=10)
-            if response.status_code < 300:
-                return True
-            logger.warning("Webhook %s answered %s", url, response.status_code)
-        except httpx.HTTPError as error:
-            logger.warning("Webhook %s failed: %s", url, error)
-        if attempt < attempts:
-            time.sleep(attempt)
-    return False
+    ok, detail = post_with_retries(url, json=payload, attempts=attempts)
+    if not ok:
+        logger.warning("Webhook %s failed: %s", url, detail)
+    return ok

@@ -6,6 +6,7 @@ Services also load the pointer at start-up and watch it, so one that is down now
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -21,22 +22,38 @@ class ReloadOutcome:
     detail: str
 
 
-def request_reload(url: str, token: str | None, attempts: int = 3, backoff: float = 1.0) -> ReloadOutcome:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+def post_with_retries(
+    url: str, *, headers: dict[str, str] | None = None, json: object = None, attempts: int = 3, backoff: float = 1.0
+) -> tuple[bool, str]:
+    """POST until a 2xx answer (with a growing pause between tries); returns (ok, what happened).
+
+    401, 403 and 404 end the tries at once: repeating cannot fix a wrong token or route.
+    """
     detail = ""
     for attempt in range(1, attempts + 1):
         try:
-            response = httpx.post(url, headers=headers, timeout=30.0)
+            response = httpx.post(url, headers=headers, json=json, timeout=30.0)
             if response.status_code < 300:
-                return ReloadOutcome(url, True, response.text[:200])
+                return True, response.text[:200]
             detail = f"HTTP {response.status_code}: {response.text[:200]}"
             if response.status_code in (401, 403, 404):
-                break  # retrying cannot fix a wrong token or route
+                break
         except httpx.HTTPError as error:
             detail = f"{type(error).__name__}: {error}"
         if attempt < attempts:
             time.sleep(backoff * attempt)
-    return ReloadOutcome(url, False, detail)
+    return False, detail
+
+
+def admin_token_from_environment() -> str | None:
+    """The services' admin token: the one variable the service itself reads."""
+    return os.environ.get("MLOPS_SERVICE_ADMIN_TOKEN")
+
+
+def request_reload(url: str, token: str | None, attempts: int = 3, backoff: float = 1.0) -> ReloadOutcome:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    ok, detail = post_with_retries(url, headers=headers, attempts=attempts, backoff=backoff)
+    return ReloadOutcome(url, ok, detail)
 
 
 def notify_services(urls: list[str], token: str | None) -> list[ReloadOutcome]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +21,7 @@ from tasks import tracking
 from tasks.deploy_tasks import record_variable
 from tasks.errors import MlopsError
 from tasks.model_bundle import METADATA_FILE
-from tasks.notify import notify_services
+from tasks.notify import admin_token_from_environment, notify_services
 from tasks.production import ProductionPointer, read_pointer
 from tasks.release import release_version
 from tasks.settings import PlatformSettings, get_settings, prepare_embedded_environment
@@ -93,7 +92,7 @@ def move_production(
         else _metadata(settings, name, version).get("metrics", {})
     )
     pointer = release_version(client, settings.central_storage_url, name, version, reason, metrics)
-    notify_services(reload_urls, os.environ.get("MLOPS_ADMIN_TOKEN"))
+    notify_services(reload_urls, admin_token_from_environment())
     record_variable(pointer)
     return pointer
 
