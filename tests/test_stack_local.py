@@ -57,6 +57,6 @@ def test_full_and_monitor_flows_run_against_the_real_servers(tiny_repo: Path, tm
 def remove_cluster_outside(tmp_path: Path) -> Iterator[None]:
     """The cluster may live outside the test's folder (see LocalStack.postgres_data): remove it too."""
     yield
-    link = tmp_path / "stack" / "pgdata"
+    link = tmp_path / "stack" / "postgres"
     if link.is_symlink():
-        shutil.rmtree(link.resolve().parent, ignore_errors=True)
+        shutil.rmtree(link.resolve(), ignore_errors=True)

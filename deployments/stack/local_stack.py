@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,14 +27,13 @@ from typing import Any
 
 import httpx
 
-from deployments.stack.servers import compose_binary, free_port
+from deployments.stack.servers import PostgresCluster, compose_binary, free_port
 from deployments.stack.write_secrets import write_env_file
 from services.dl_service.metrics import served_versions_by_pid
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 INIT_SCRIPT = ROOT / "deployments" / "postgres" / "init-databases.sh"
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 BIN = Path(sys.executable).parent
 # Project services started as processes, with the path that says they are up.
 PROCESSES = {
@@ -91,6 +89,9 @@ class LocalStack:
         self.secrets = read_env_file(env_file)
         self.compose = resolved_compose(env_file)
         self.ports = {name: free_port() for name in CONTAINER_PORTS}
+        self.postgres = PostgresCluster(
+            self._postgres_folder(), self.ports["postgres"], self.secrets["POSTGRES_PASSWORD"]
+        )
 
     # -- addresses -------------------------------------------------------------------------
     def url(self, name: str) -> str:
@@ -157,50 +158,24 @@ class LocalStack:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
         self._processes.clear()
-        data = self.postgres_data()
-        if data.exists():
-            self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop", check=False)
+        self.postgres.stop(check=False)
 
-    def _as_postgres(self, *command: str, check: bool = True, env: dict[str, str] | None = None) -> None:
-        owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        result = subprocess.run([*owner, *command], capture_output=True, text=True, env=env, check=False)
-        if check and result.returncode != 0:
-            raise StackError(f"{' '.join(command[:2])} failed:\n{result.stdout}{result.stderr}")
-
-    def postgres_data(self) -> Path:
-        """The cluster's folder. Run as root, the server runs as `postgres`, which must reach it:
-        under a private folder (a test's temporary one) it lives beside, with a link to it."""
-        link = self.folder / "pgdata"
-        if link.is_symlink() or link.exists() or os.geteuid() != 0:
+    def _postgres_folder(self) -> Path:
+        """Run as root, the server runs as `postgres`, which must reach the cluster's folder: under a
+        private folder (a test's temporary one) the cluster lives outside it, linked from it."""
+        link = self.folder / "postgres"
+        if link.exists() or link.is_symlink() or os.geteuid() != 0:
             return link.resolve()
         reachable = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(self.folder)], check=False)
         if reachable.returncode == 0:
             return link
-        outside = Path(tempfile.mkdtemp(prefix="mlops-stack-pg-")) / "pgdata"
-        shutil.chown(outside.parent, "postgres", "postgres")
+        outside = Path(tempfile.mkdtemp(prefix="mlops-stack-pg-"))
         link.symlink_to(outside)
         return outside
 
     def _start_postgres(self) -> None:
-        if not (PG_BIN / "initdb").exists():
-            raise StackError("PostgreSQL 15 is needed: apt-get install postgresql-15")
-        data = self.postgres_data()
-        password_file = data.parent / "pg-superuser-password"
-        if os.geteuid() == 0 and data.parent == self.folder:
-            shutil.chown(self.folder, "postgres", "postgres")
-        if not data.exists():
-            password_file.write_text(self.secrets["POSTGRES_PASSWORD"] + "\n")
-            if os.geteuid() == 0:
-                shutil.chown(password_file, "postgres", "postgres")
-            self._as_postgres(
-                str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", f"--pwfile={password_file}",
-                "--auth-local=peer", "--auth-host=scram-sha-256", "--no-sync",
-            )  # fmt: skip
-            password_file.unlink()
-        options = f"-p {self.ports['postgres']} -k {data} -c listen_addresses=127.0.0.1"
-        self._as_postgres(
-            str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l", str(data / "log"), "start"
-        )
+        self.postgres.init()
+        self.postgres.start()
         # The compose file's init script, with the compose file's environment for postgres.
         env = {key: str(value) for key, value in self.compose["services"]["postgres"]["environment"].items()}
         env |= {

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from configs.schema import REPO_ROOT, ModelConfig
-from deployments.stack.servers import free_port
+from deployments.stack.servers import PostgresCluster, free_port
 from tasks.dataset import class_names, read_manifest, select_split
 from tasks.drift_reference import build_reference_features
 from tasks.image_properties import properties_table
@@ -163,43 +163,12 @@ def server(service_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-class PostgresServer:
-    """A private PostgreSQL 15 cluster in a temporary folder, which tests may stop and start."""
-
-    def __init__(self, folder: Path, port: int) -> None:
-        self.data, self.port = folder / "data", port
-        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
-        self._as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
-    def _run(self, *command: str) -> None:
-        subprocess.run([*self._as_owner, *command], check=True, capture_output=True, text=True)
-
-    def init(self) -> None:
-        self.data.parent.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(self.data.parent, "postgres", "postgres")
-        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres", "--no-sync")
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(
-            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-w", "-l", str(self.data / "log"), "start"
-        )
-
-    def stop(self) -> None:
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
-
-
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    if not (PG_BIN / "initdb").exists():
-        pytest.fail("PostgreSQL 15 is needed for the PostgreSQL tests: apt-get install postgresql-15 (.ci/run does)")
-    server = PostgresServer(Path(tempfile.mkdtemp(prefix="pg-")), free_port())
+def postgres_server() -> Iterator[PostgresCluster]:
+    """One cluster per session, in a folder the postgres user can reach (pytest's are private to root)."""
+    server = PostgresCluster(Path(tempfile.mkdtemp(prefix="pg-")), free_port())
     server.init()
     server.start()
     yield server
     server.stop()
-    shutil.rmtree(server.data.parent, ignore_errors=True)
+    shutil.rmtree(server.folder, ignore_errors=True)

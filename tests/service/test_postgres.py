@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+from deployments.stack.servers import PostgresCluster
 from services.dl_service.app import create_app
 from services.dl_service.settings import ServiceSettings
-from tests.service.conftest import PostgresServer
 
 
 def count(url: str, table: str) -> int:
@@ -30,7 +30,7 @@ def wait_until(condition, what: str, seconds: float = 60) -> None:  # type: igno
 
 
 @pytest.fixture
-def fresh_database(postgres_server: PostgresServer) -> str:
+def fresh_database(postgres_server: PostgresCluster) -> str:
     engine = create_engine(postgres_server.url)
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE IF EXISTS feedback, predictions"))
@@ -50,7 +50,7 @@ def test_predictions_and_feedback_land_in_postgres(
 
 
 def test_no_prediction_is_lost_while_postgres_is_down(
-    service_env: dict[str, str], fresh_database: str, postgres_server: PostgresServer, sample_images: list[Path]
+    service_env: dict[str, str], fresh_database: str, postgres_server: PostgresCluster, sample_images: list[Path]
 ) -> None:
     with TestClient(create_app(ServiceSettings(database_url=fresh_database))) as client:
         log = client.app.state.service.log  # type: ignore[attr-defined]
