@@ -17,7 +17,7 @@ from PIL import Image
 from services.dl_service.app import create_app
 from services.dl_service.settings import ServiceSettings
 from tasks.production import write_pointer
-from tests.service.conftest import MODEL_NAME, in_process_probabilities
+from tests.service.conftest import MODEL_NAME, in_process_probabilities, wait_until
 
 ADMIN = {"Authorization": "Bearer test-token-1234"}
 
@@ -45,13 +45,9 @@ def db_rows(env: dict[str, str], query: str) -> list[tuple]:
 
 
 def wait_for_rows(env: dict[str, str], count: int) -> list[tuple]:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        rows = db_rows(env, "SELECT id, model_version, sha256, uae, probabilities, brightness FROM predictions")
-        if len(rows) >= count:
-            return rows
-        time.sleep(0.05)
-    raise AssertionError(f"expected {count} logged predictions")
+    query = "SELECT id, model_version, sha256, uae, probabilities, brightness FROM predictions"
+    wait_until(lambda: len(db_rows(env, query)) >= count, f"expected {count} logged predictions", seconds=10)
+    return db_rows(env, query)
 
 
 def test_ready_and_health(client: TestClient) -> None:

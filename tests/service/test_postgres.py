@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from sqlalchemy import create_engine, text
 from deployments.stack.servers import PostgresCluster
 from services.dl_service.app import create_app
 from services.dl_service.settings import ServiceSettings
+from tests.service.conftest import wait_until
 
 
 def count(url: str, table: str) -> int:
@@ -20,13 +20,6 @@ def count(url: str, table: str) -> int:
         value = connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
     engine.dispose()
     return int(value)
-
-
-def wait_until(condition, what: str, seconds: float = 60) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
 
 
 @pytest.fixture
