@@ -1,7 +1,8 @@
 """Run a flow from a YAML config:  python run_flow.py --config configs/full_flow_config.yaml
 
 The config is parsed and validated before anything heavy is imported, so a misspelt key fails
-at once with the key and the file named. ``--set section.key=value`` overrides one setting.
+at once with the key and the file named. ``--flow NAME`` runs another flow on the same
+experiment; ``--set section.key=value`` overrides one setting.
 """
 
 from __future__ import annotations
@@ -16,13 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from configs.schema import FlowConfig, load_config
-from tasks.errors import MlopsError
-from tasks.settings import get_settings, prepare_embedded_environment
+from tasks.core.errors import MlopsError
+from tasks.core.settings import REPO_ROOT, get_settings, prepare_embedded_environment
+
+FLOWS = {
+    name: f"flows.{module}"
+    for name, module in {
+        "train": "train_flow",
+        "evaluate": "eval_flow",
+        "deploy": "deploy_flow",
+        "full": "full_flow",
+        "monitor": "monitor_flow",
+    }.items()
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run a train, evaluate, deploy, full or monitor flow.")
     parser.add_argument("--config", required=True, type=Path, help="YAML config file")
+    parser.add_argument("--flow", choices=sorted(FLOWS), help="run this flow instead of the config's `flow`")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -37,27 +50,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def check_config(config: FlowConfig) -> None:
     """Checks that need more than the schema, still before any flow starts."""
-    from tasks.augmentation import build_augmenter
-    from tasks.dataset_repo import resolve_revision
+    from tasks.data.repository import resolve_revision
+    from tasks.training.augmentation import build_augmenter
 
     build_augmenter(config.train.augmentation, config.train.seed)
     resolve_revision(config.dataset.path, config.dataset.revision)
 
 
-def resolve_flow(module_name: str) -> Callable[..., Any]:
-    """``flows.train_flow`` -> its ``train_flow`` function."""
-    module = importlib.import_module(module_name)
-    name = module_name.rsplit(".", 1)[-1]
-    flow_function = getattr(module, name, None)
-    if flow_function is None:
-        raise MlopsError(f"flow_module {module_name!r} defines no flow named {name!r}")
-    return flow_function
+def resolve_flow(name: str) -> Callable[..., Any]:
+    """``train`` -> ``flows.train_flow.train_flow``, imported only now (Prefect reads its settings at import)."""
+    module_name = FLOWS[name]
+    return getattr(importlib.import_module(module_name), module_name.rsplit(".", 1)[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        config = load_config(args.config, args.overrides)
+        overrides = [*args.overrides, *([f"flow={args.flow}"] if args.flow else [])]
+        config = load_config(args.config, overrides, root=REPO_ROOT)
         check_config(config)
     except MlopsError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -67,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare_embedded_environment(get_settings())
     signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
-        flow_function = resolve_flow(config.flow_module)
+        flow_function = resolve_flow(config.flow)
         options = {"force": True} if args.force else {}
         result = flow_function(config=config, config_file=str(args.config), **options)
     except MlopsError as error:

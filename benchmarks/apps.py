@@ -11,9 +11,9 @@ import os
 import keras
 import numpy as np
 from fastapi import FastAPI, File, UploadFile
+from services.dl_service.app import NO_OPENTELEMETRY
 
-from services.dl_service.settings import NO_OPENTELEMETRY
-from tasks.preprocessing import InputSpec, preprocess_image
+from tasks.core.preprocessing import InputSpec, preprocess_image
 
 
 def create_noop_app() -> FastAPI:

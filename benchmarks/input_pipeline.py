@@ -38,16 +38,19 @@ def main() -> int:
 
     import keras
     import tensorflow as tf
+    from tasks.training.metadata import input_spec
 
     from configs.schema import load_config
-    from tasks.augmentation import build_augmenter
-    from tasks.dataset import class_names, read_manifest, select_split
-    from tasks.model_tasks import input_spec
-    from tasks.models import build_classifier
-    from tasks.pipeline import image_dataset, training_batches
-    from tasks.training import compile_model
+    from tasks.data.dataset import class_names, read_manifest, select_split
+    from tasks.data.pipeline import image_dataset
+    from tasks.training.batches import training_batches
+    from tasks.training.augmentation import build_augmenter
+    from tasks.training.fit import compile_model
+    from tasks.training.models import build_classifier
 
-    config = load_config(args.config)
+    from tasks.core.settings import REPO_ROOT
+
+    config = load_config(args.config, root=REPO_ROOT)
     data_dir = config.dataset.path / "data"
     manifest = read_manifest(data_dir)
     names = class_names(manifest, config.dataset.train_split)

@@ -31,7 +31,7 @@ PEER_WINDOW = 500  # Evidently's report takes seconds per window: compared at on
 def logged_rows(model, contents: list[bytes]) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     """The columns the service logs for each image: softmax, UAE, prediction, properties."""
     from services.dl_service.images import check_image
-    from tasks.drift_reference import bbsd_columns, uae_columns
+    from tasks.core.prediction_log import bbsd_columns, uae_columns
 
     parts = []
     for start in range(0, len(contents), 256):
@@ -76,7 +76,7 @@ def evidently_default_alarm(reference: pd.DataFrame, current: pd.DataFrame) -> b
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    from tasks.image_properties import PROPERTY_COLUMNS
+    from tasks.core.image_properties import PROPERTY_COLUMNS
 
     columns = [*PROPERTY_COLUMNS, *(c for c in reference.columns if c.startswith(("bbsd_", "uae_")))]
     definition = DataDefinition(numerical_columns=columns)
@@ -95,11 +95,11 @@ def main() -> int:
 
     from configs.schema import MonitorConfig
     from services.dl_service.model import load_served_model
-    from tasks.dataset import read_manifest
-    from tasks.model_bundle import REFERENCE_FILE, fetch_bundle
-    from tasks.monitoring import decide
-    from tasks.production import read_pointer
-    from tasks.settings import get_settings
+    from tasks.core.bundle import REFERENCE_FILE, fetch_bundle
+    from tasks.core.pointer import read_pointer
+    from tasks.core.settings import get_settings
+    from tasks.data.dataset import read_manifest
+    from tasks.monitoring.verdict import decide
 
     settings, name = get_settings(), "fashion-cnn"
     pointer = read_pointer(settings.central_storage_url, name)

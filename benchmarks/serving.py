@@ -54,12 +54,12 @@ def build_model(workdir: Path) -> tuple[Path, Path]:
     import keras
 
     from configs.schema import load_config
-    from tasks.model_bundle import METADATA_FILE, MODEL_FILE, UAE_FILE
-    from tasks.models import build_classifier, build_uae
-    from tasks.production import write_pointer
-    from tasks.storage import publish_version
+    from tasks.core.bundle import METADATA_FILE, MODEL_FILE, UAE_FILE
+    from tasks.core.pointer import write_pointer
+    from tasks.core.storage import publish_version
+    from tasks.training.models import build_classifier, build_uae
 
-    config = load_config(ROOT / "configs" / "train_config.yaml")
+    config = load_config(ROOT / "configs" / "train_config.yaml", root=ROOT)
     keras.utils.set_random_seed(0)
     bundle, storage = workdir / "bundle", workdir / "storage"
     bundle.mkdir()
@@ -79,7 +79,7 @@ def raw_throughput(model_path: Path, image: Path, seconds: float, batch: int = 3
     import numpy as np
     import tensorflow as tf
 
-    from tasks.preprocessing import InputSpec, preprocess_image
+    from tasks.core.preprocessing import InputSpec, preprocess_image
 
     model = keras.models.load_model(model_path)
     spec = InputSpec(model.input_shape[1], model.input_shape[2])
@@ -193,7 +193,7 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
         return 2
-    from tasks.dataset import read_manifest
+    from tasks.data.dataset import read_manifest
 
     data_dir = ROOT / "datasets" / "fashion-mnist" / "data"
     manifest = read_manifest(data_dir)
@@ -206,7 +206,7 @@ def main() -> int:
         service_env = {
             "MLOPS_HOME": str(workdir / "state"),
             "MLOPS_STORAGE_URL": str(storage),
-            "MLOPS_SERVICE_DATABASE_URL": f"sqlite:///{workdir / 'predictions.db'}",
+            "MLOPS_PREDICTION_DB_URL": f"sqlite:///{workdir / 'predictions.db'}",
         }
         no_log = {**service_env, "MLOPS_SERVICE_LOG_PREDICTIONS": "false"}
         # The three compared at concurrency 32 run side by side and take turns, ROUNDS times:

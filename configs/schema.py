@@ -1,38 +1,45 @@
-"""One pydantic schema for every config file.
+"""One pydantic schema for every config file, parsed once at the edge.
 
-Every section uses ``extra="forbid"`` so that a misspelt key is an error naming the key and the
-file, not a silently ignored setting. Relative paths resolve against the repository root, so the
-shipped configs hold no machine-specific paths.
+Every section uses ``extra="forbid"``, so a misspelt key is an error naming the key and the file
+instead of a silently ignored setting. A file may ``extends:`` another (a path relative to it):
+the experiment lives in one file and a thin file picks another flow or changes a few keys.
+Relative paths resolve against the root the loader is given (the repository), so the shipped
+configs hold no machine-specific paths. Checks that would otherwise fail after training (metric
+names, the direction of a bound, the promotion metric, the monitor's cron) fail here.
 """
 
 from __future__ import annotations
 
-import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from cronsim import CronSim, CronSimError
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from tasks.errors import ConfigError
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from configs.metrics import is_live_metric, known_metrics, metric_direction
+from tasks.core.errors import ConfigError
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
-Direction = Literal["lower", "upper"]
+Bound = Literal["lower", "upper"]
 # A threshold reads {metric: [value, "lower" | "upper"]}: "lower" means the value is a lower bound
 # (the metric must be at least the value), "upper" an upper bound (at most the value).
-Threshold = tuple[float, Direction]
+Threshold = tuple[float, Bound]
+Thresholds = dict[str, Threshold]  # the one type of a set of thresholds, for the gate and the monitor
+FlowName = Literal["train", "evaluate", "deploy", "full", "monitor"]
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_SIDE_OF_BETTER = {"higher": "lower", "lower": "upper"}  # the bound that keeps bad models out
 
 
 class StrictModel(BaseModel):
@@ -85,8 +92,9 @@ class DatasetConfig(StrictModel):
 
     @field_validator("path")
     @classmethod
-    def _resolve_against_repo(cls, value: Path) -> Path:
-        return value if value.is_absolute() else (REPO_ROOT / value)
+    def _resolve_against_root(cls, value: Path, info: ValidationInfo) -> Path:
+        root = (info.context or {}).get("root")
+        return value if value.is_absolute() or root is None else Path(root) / value
 
 
 class AugmenterConfig(StrictModel):
@@ -122,30 +130,63 @@ class TrainConfig(StrictModel):
     experiment: str = Field("image-classification", min_length=1)
 
 
-def _check_thresholds(thresholds: dict[str, Threshold]) -> dict[str, Threshold]:
-    for metric in thresholds:
-        if not re.fullmatch(r"[A-Za-z0-9_]+(/[A-Za-z0-9_ -]+)?", metric):
-            raise ValueError(f"threshold name {metric!r} must read 'metric' or 'metric/class'")
+def _check_gate_thresholds(thresholds: Thresholds) -> Thresholds:
+    """Every name is a metric evaluation computes, bounded on the side that keeps worse models out."""
+    for metric, (_, bound) in thresholds.items():
+        better = metric_direction(metric)
+        if better is None:
+            raise ValueError(f"{metric!r} is not a metric evaluation computes; use one of {known_metrics()}")
+        if bound != _SIDE_OF_BETTER[better]:
+            raise ValueError(
+                f"{metric!r} is better {better}, so its bound must be {_SIDE_OF_BETTER[better]!r}, not {bound!r}"
+            )
     return thresholds
 
 
-Thresholds = Annotated[dict[str, Threshold], AfterValidator(_check_thresholds)]
+def _check_live_thresholds(thresholds: Thresholds) -> Thresholds:
+    """Only what labelled served predictions can measure: accuracy and per-class recall."""
+    for metric in thresholds:
+        if not is_live_metric(metric):
+            raise ValueError(f"{metric!r} cannot be measured on served predictions; use accuracy or recall/<class>")
+    return _check_gate_thresholds(thresholds)
+
+
+GateThresholds = Annotated[Thresholds, AfterValidator(_check_gate_thresholds)]
+LiveThresholds = Annotated[Thresholds, AfterValidator(_check_live_thresholds)]
+
+
+def _check_cron(expression: str) -> str:
+    try:
+        CronSim(expression, datetime.now(UTC))
+    except CronSimError as error:
+        raise ValueError(
+            f"{expression!r} is not a cron expression ({error}); e.g. '0 6 * * 1' for Mondays 06:00"
+        ) from None
+    return expression
 
 
 class EvaluateConfig(StrictModel):
     """The quality gate: {metric: [value, "lower" | "upper"]}, per-class metrics as 'recall/coat'."""
 
     split: str = "test"
-    thresholds: Thresholds = Field(default_factory=dict)
+    thresholds: GateThresholds = Field(default_factory=dict)
 
 
 class DeployConfig(StrictModel):
-    """Promotion rule: the challenger may trail the champion by at most ``margin`` on ``metric``."""
+    """Promotion rule: the challenger may trail the champion by at most ``margin`` on ``metric``
+    (trail: lower for a metric that is better higher, such as accuracy; higher for one better lower, such as ece)."""
 
     metric: str = "accuracy"
     margin: Annotated[float, Field(ge=0.0)] = 0.005
-    monitor_cron: str = "0 6 * * 1"
+    monitor_cron: Annotated[str, AfterValidator(_check_cron)] = "0 6 * * 1"
     reload_urls: list[str] = Field(default_factory=list)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric_direction(metric) is None:
+            raise ValueError(f"{metric!r} is not a metric evaluation computes; use one of {known_metrics()}")
+        return metric
 
 
 class MonitorConfig(StrictModel):
@@ -155,7 +196,7 @@ class MonitorConfig(StrictModel):
     window_days: PositiveInt | None = None
     p_value: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
     min_labelled: PositiveInt = 50
-    thresholds: Thresholds = Field(default_factory=dict)
+    thresholds: LiveThresholds = Field(default_factory=dict)
     webhook_url: str | None = None
     retrain_on_drift: bool = False
     retrain_deployment: str = Field("full/full-flow", description="flow-name/deployment-name run on an alarm")
@@ -164,7 +205,7 @@ class MonitorConfig(StrictModel):
 class FlowConfig(StrictModel):
     """The whole file: which flow runs, and the sections it reads."""
 
-    flow_module: str = Field(pattern=r"^flows\.[a-z_]+$", description="e.g. flows.train_flow")
+    flow: FlowName = Field(description="which flow run_flow.py runs: train, evaluate, deploy, full or monitor")
     model: ModelConfig
     dataset: DatasetConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -173,29 +214,68 @@ class FlowConfig(StrictModel):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
 
-def load_config(path: Path | str, overrides: list[str] | None = None) -> FlowConfig:
-    """Read a YAML config, apply ``section.key=value`` overrides and validate it.
+def load_config(path: Path | str, overrides: list[str] | None = None, root: Path | None = None) -> FlowConfig:
+    """Read a YAML config (and the files it extends), apply ``section.key=value`` overrides, validate it.
 
-    Raises ConfigError naming the file and every offending key path.
+    Relative paths in it resolve against ``root``. Raises ConfigError naming every offending key
+    path and the file that set it.
     """
     path = Path(path)
-    raw = _read_yaml(path)
+    raw, origins = _read_with_bases(path, [])
     for override in overrides or []:
-        _apply_override(raw, override, path)
+        key = _apply_override(raw, override, path)
+        origins[key] = f"--set {override}"
     try:
-        return FlowConfig.model_validate(raw)
+        return FlowConfig.model_validate(raw, context={"root": root})
     except ValidationError as error:
-        raise ConfigError(format_validation_error(error, path)) from None
+        raise ConfigError(format_validation_error(error, path, origins)) from None
 
 
-def resolve_config(config: FlowConfig | None, config_file: str) -> FlowConfig:
-    """A flow's config: the one given (run_flow.py), or the file named (Prefect deployments), repo-relative."""
+def resolve_config(config: FlowConfig | None, config_file: str, root: Path) -> FlowConfig:
+    """A flow's config: the one given (run_flow.py), or the file named (Prefect deployments), root-relative."""
     if config is not None:
         return config
     if not config_file:
         raise ConfigError("a flow needs either config or config_file")
     path = Path(config_file)
-    return load_config(path if path.is_absolute() else REPO_ROOT / path)
+    return load_config(path if path.is_absolute() else root / path, root=root)
+
+
+Origins = dict[tuple[str, ...], str]  # key path -> the file (or --set) that set it
+
+
+def _read_with_bases(path: Path, chain: list[Path]) -> tuple[dict[str, Any], Origins]:
+    """The file merged over the files it extends, and which file set each key."""
+    if path.resolve() in chain:
+        raise ConfigError(f"{path}: 'extends' makes a loop: {' -> '.join(str(p) for p in [*chain, path])}")
+    raw = _read_yaml(path)
+    base_name = raw.pop("extends", None)
+    if base_name is None:
+        return raw, _origins_of(raw, str(path))
+    if not isinstance(base_name, str):
+        raise ConfigError(f"{path}: extends: expected the path of another config file, got {base_name!r}")
+    base, origins = _read_with_bases(path.parent / base_name, [*chain, path.resolve()])
+    _merge(base, raw)
+    origins.update(_origins_of(raw, str(path)))
+    return base, origins
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> None:
+    """Mappings merge key by key; anything else (lists included) replaces what the base had."""
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _origins_of(raw: dict[str, Any], source: str, prefix: tuple[str, ...] = ()) -> Origins:
+    origins: Origins = {}
+    for key, value in raw.items():
+        origins[(*prefix, str(key))] = source
+        if isinstance(value, dict):
+            origins.update(_origins_of(value, source, (*prefix, str(key))))
+    return origins
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -210,7 +290,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def _apply_override(raw: dict[str, Any], override: str, path: Path) -> None:
+def _apply_override(raw: dict[str, Any], override: str, path: Path) -> tuple[str, ...]:
     """Set ``a.b.c=value`` in the raw mapping; the value is parsed as YAML (so 3 is an int)."""
     key, sep, value = override.partition("=")
     if not sep or not key.strip():
@@ -223,21 +303,35 @@ def _apply_override(raw: dict[str, Any], override: str, path: Path) -> None:
             raise ConfigError(f"{path}: --set {key}: {part!r} is not a section")
         node = child
     node[parts[-1]] = yaml.safe_load(value) if value else None
+    return tuple(parts)
 
 
-def format_validation_error(error: ValidationError, path: Path) -> str:
-    """One line per problem: file, dotted key path, what is wrong and what is expected."""
+def format_validation_error(error: ValidationError, path: Path, origins: Origins | None = None) -> str:
+    """One line per problem: dotted key path, what is wrong and what is expected, and the file
+    that set the key when it is not ``path`` itself (a base file, or --set)."""
     lines = [f"{path}: {error.error_count()} invalid setting(s):"]
     for item in error.errors():
         key = _key_path(item["loc"])
+        source = _origin(item["loc"], origins or {})
+        where = f" (set in {source})" if source and source != str(path) else ""
         if item["type"] == "extra_forbidden":
             allowed = _allowed_keys(item["loc"][:-1])
-            lines.append(f"  {key}: unknown key; allowed here: {', '.join(allowed)}")
+            lines.append(f"  {key}{where}: unknown key; allowed here: {', '.join(allowed)}")
         elif item["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
         else:
-            lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
+            message = str(item["msg"]).removeprefix("Value error, ")
+            lines.append(f"  {key}{where}: {message} (got {item.get('input')!r})")
     return "\n".join(lines)
+
+
+def _origin(loc: tuple[int | str, ...], origins: Origins) -> str | None:
+    """The file that set the deepest mapping key on ``loc``."""
+    keys = tuple(str(part) for part in loc if isinstance(part, str))
+    for end in range(len(keys), 0, -1):
+        if keys[:end] in origins:
+            return origins[keys[:end]]
+    return None
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:

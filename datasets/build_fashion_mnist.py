@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks.demo_data import build_dataset_repository  # noqa: E402
-from tasks.errors import MlopsError  # noqa: E402
-from tasks.settings import get_settings  # noqa: E402
+from tasks.data.demo import build_dataset_repository  # noqa: E402
+from tasks.core.errors import MlopsError  # noqa: E402
+from tasks.core.settings import get_settings  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks.dataset import read_manifest  # noqa: E402
+from tasks.data.dataset import read_manifest  # noqa: E402
 from benchmarks.traffic import KINDS, demo_images  # noqa: E402
 
 

@@ -1,7 +1,7 @@
 """Full flow: train -> evaluate -> deploy as subflows, with a summary a reviewer can read in Prefect.
 
-Training is cached on (data content hash, model/dataset/train config, code): re-running with
-nothing changed reuses the trained version, which is then already the champion, so nothing
+Training is cached on (data content hash, model/dataset/train config, training code): re-running
+with nothing changed reuses the trained version, which is then already the champion, so nothing
 changes. ``force=True`` (``run_flow.py --force``) trains again.
 """
 
@@ -15,10 +15,12 @@ from configs.schema import FlowConfig, resolve_config
 from flows.deploy_flow import DeployResult, deploy_flow
 from flows.eval_flow import EvalResult, eval_flow
 from flows.train_flow import TrainResult, train_flow
-from tasks.errors import QualityGateError
-from tasks.eval_tasks import finite_metrics
-from tasks.fingerprint import training_fingerprint
-from tasks.summary import mlflow_run_url, summary_markdown
+from tasks.core.errors import QualityGateError
+from tasks.core.settings import REPO_ROOT, get_settings
+from tasks.core.tracking import run_url
+from tasks.deployment.summary import summary_markdown
+from tasks.evaluation.metrics import finite_metrics
+from tasks.training.fingerprint import training_fingerprint
 
 
 class FullResult(BaseModel):
@@ -40,15 +42,15 @@ def train_or_reuse(config: FlowConfig, config_file: str, fingerprint: str) -> Tr
 
 @flow(name="full")
 def full_flow(config: FlowConfig | None = None, config_file: str = "", force: bool = False) -> FullResult:
-    config = resolve_config(config, config_file)
-    logger = get_run_logger()
-    fingerprint = training_fingerprint(config)
-    future = train_or_reuse.with_options(refresh_cache=force).submit(config, config_file, fingerprint)
-    trained = future.result()
-    reused = future.state.name == "Cached"
+    config = resolve_config(config, config_file, REPO_ROOT)
+    settings = get_settings()
+    future = train_or_reuse.with_options(refresh_cache=force).submit(config, config_file, training_fingerprint(config))
+    trained, reused = future.result(), future.state.name == "Cached"
     if reused:
-        logger.info("Cache hit: data, config and code unchanged since version %s; not retraining", trained.version)
-    create_link_artifact(mlflow_run_url(trained.run_id), link_text=f"MLflow training run of version {trained.version}")
+        get_run_logger().info("Cache hit: data, config and training code unchanged since version %s", trained.version)
+    create_link_artifact(
+        run_url(settings, trained.run_id), link_text=f"MLflow training run of version {trained.version}"
+    )
     try:
         evaluation = eval_flow(config=config, config_file=config_file, version=trained.version)
     except QualityGateError as error:
@@ -56,6 +58,8 @@ def full_flow(config: FlowConfig | None = None, config_file: str = "", force: bo
         raise
     measured = finite_metrics(evaluation.metrics)
     deployed = deploy_flow(config=config, config_file=config_file, version=trained.version, challenger_metrics=measured)
-    create_link_artifact(mlflow_run_url(evaluation.run_id), link_text=f"MLflow evaluation of version {trained.version}")
+    create_link_artifact(
+        run_url(settings, evaluation.run_id), link_text=f"MLflow evaluation of version {trained.version}"
+    )
     create_markdown_artifact(summary_markdown(trained, evaluation, deployed, None), key="full-flow-summary")
     return FullResult(train=trained, evaluation=evaluation, deploy=deployed, reused_training=reused)

@@ -1,4 +1,9 @@
-"""Plain, unit-tested functions for every stage, and the thin Prefect tasks that wrap them.
+"""The stages of a model's life, one package each; the folder tree is the pipeline.
 
-Modules named ``*_tasks.py`` hold the Prefect wrappers; every other module is Prefect-free.
+``core`` holds the contracts every stage and the serving service share (errors, settings,
+tracking, central storage, the production pointer, the model bundle, preprocessing, image
+properties, the prediction-log tables). The stage packages follow in the order a model meets
+them: ``data``, ``training``, ``evaluation``, ``deployment``, ``monitoring``, ``ops``. A stage
+imports ``core``, ``configs`` and the stages before it, never one after it; in each stage the
+Prefect wrappers live in ``tasks.py`` and every other module is Prefect-free.
 """

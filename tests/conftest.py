@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.demo_data import SplitSizes, build_dataset_repository, fetch_debian_package
-from tasks.settings import get_settings
+from tasks.core.settings import get_settings
+from tasks.data.demo import SplitSizes, build_dataset_repository, fetch_debian_package
 
 TINY_SIZES = SplitSizes(train_v1=100, train_v2=200, validation=60, test=100)
 # Settings that make a real flow run take seconds on the tiny repository.
@@ -59,7 +59,7 @@ def tiny_repo_template(tmp_path_factory: pytest.TempPathFactory, fashion_source:
 @pytest.fixture
 def tiny_repo(tiny_repo_template: tuple[Path, Path], tmp_path: Path) -> Path:
     """A private clone of the tiny repository (git clone + dvc pull), free to modify."""
-    from tasks.dataset_repo import run_dvc, run_git
+    from tasks.data.repository import run_dvc, run_git
 
     template, _ = tiny_repo_template
     clone = tmp_path / "fashion-mnist"

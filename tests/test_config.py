@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from configs.schema import REPO_ROOT, load_config
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 
 SHIPPED = sorted((REPO_ROOT / "configs").glob("*.yaml"))
 

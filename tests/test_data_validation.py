@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from configs.schema import ValidationConfig
-from tasks.data_validation import raise_on_failures, validate_dataset
-from tasks.dataset import read_manifest
-from tasks.errors import DataValidationError
-from tasks.image_properties import properties_table
+from tasks.core.errors import DataValidationError
+from tasks.core.image_properties import properties_table
+from tasks.data.dataset import read_manifest
+from tasks.data.validation import raise_on_failures, validate_dataset
 
 pytestmark = pytest.mark.data
 

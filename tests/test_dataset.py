@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from configs.schema import DatasetConfig
-from tasks.dataset import read_manifest, resolve_dataset, select_split
-from tasks.dataset_repo import run_git, working_copy_state
-from tasks.errors import DatasetRevisionError
+from tasks.core.errors import DatasetRevisionError
+from tasks.data.dataset import read_manifest, resolve_dataset, select_split
+from tasks.data.repository import run_git, working_copy_state
 
 pytestmark = pytest.mark.data
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.dataset_repo import checkout_revision, list_tags, run_dvc, run_git
-from tasks.demo_data import SplitSizes, build_dataset_repository, read_idx
-from tasks.errors import DatasetBuildError
+from tasks.core.errors import DatasetBuildError
+from tasks.data.demo import SplitSizes, build_dataset_repository, read_idx
+from tasks.data.repository import checkout_revision, list_tags, run_dvc, run_git
 
 pytestmark = pytest.mark.data
 

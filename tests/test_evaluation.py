@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.errors import QualityGateError
-from tasks.evaluation import (
+from tasks.core.errors import QualityGateError
+from tasks.evaluation.metrics import (
     Predictions,
     classification_metrics,
     enforce_gate,
     expected_calibration_error,
     gate_violations,
 )
-from tasks.evaluation_plots import plot_confusion_matrix, plot_reliability, plot_worst_misclassified
+from tasks.evaluation.plots import plot_confusion_matrix, plot_reliability, plot_worst_misclassified
 
 NAMES = ["coat", "dress", "shirt"]
 
@@ -90,7 +90,7 @@ def test_plots_are_written_as_png(tmp_path: Path) -> None:
 
 
 def test_promotion_rules() -> None:
-    from tasks.promotion import decide_promotion
+    from tasks.deployment.promotion import decide_promotion
 
     assert decide_promotion({"accuracy": 0.9}, None, [], "accuracy", 0.01).promote
     assert decide_promotion({"accuracy": 0.905}, {"accuracy": 0.91}, [], "accuracy", 0.01).promote  # tie within margin
@@ -101,7 +101,7 @@ def test_promotion_rules() -> None:
 
 
 def test_code_fingerprint_follows_training_code_only(tmp_path: Path) -> None:
-    from tasks.fingerprint import code_fingerprint
+    from tasks.training.fingerprint import code_fingerprint
 
     for relative in ("tasks/a.py", "flows/b.py", "configs/schema.py", "services/s.py", "requirements.lock"):
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +117,7 @@ def test_monitor_verdict_flags_a_live_accuracy_breach_and_reports_label_freshnes
     import pandas as pd
 
     from configs.schema import MonitorConfig
-    from tasks.monitoring import decide
+    from tasks.monitoring.verdict import decide
 
     rng = np.random.default_rng(0)
 

@@ -10,9 +10,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from configs.schema import REPO_ROOT, FlowConfig, load_config
-from tasks.errors import QualityGateError
-from tasks.production import read_pointer
-from tasks.settings import get_settings
+from tasks.core.errors import QualityGateError
+from tasks.core.pointer import read_pointer
+from tasks.core.settings import get_settings
 from tests.conftest import TINY_TRAINING
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]

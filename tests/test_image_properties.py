@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.image_properties import decode_original, image_properties
+from tasks.core.image_properties import decode_original, image_properties
 
 
 def reference_properties(gray_uint8: np.ndarray) -> tuple[float, float, float]:

@@ -8,11 +8,11 @@ import sys
 import numpy as np
 
 from configs.schema import ModelConfig
-from tasks.models import LAST_CONV_LAYER, build_classifier, build_uae
+from tasks.training.models import LAST_CONV_LAYER, build_classifier, build_uae
 
 UAE_PROBE = """
 import numpy as np
-from tasks.models import build_uae
+from tasks.training.models import build_uae
 np.random.seed(123)  # unrelated random state must not matter
 x = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 3)).astype("float32")
 print(repr(build_uae((28, 28), 8, seed=7)(x).numpy().round(6).tolist()))

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from configs.schema import AugmenterConfig
-from tasks.augmentation import augment_batch, build_augmenter
-from tasks.errors import ConfigError
-from tasks.pipeline import evaluation_batches, image_dataset, training_batches
-from tasks.preprocessing import InputSpec
+from tasks.core.errors import ConfigError
+from tasks.core.preprocessing import InputSpec
+from tasks.data.pipeline import evaluation_batches, image_dataset, training_batches
+from tasks.training.augmentation import augment_batch, build_augmenter
 
 SPEC = InputSpec(28, 28)
 AUGMENTERS = [

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.preprocessing import InputSpec, preprocess_image
+from tasks.core.preprocessing import InputSpec, preprocess_image
 
 SPEC = InputSpec(height=28, width=28)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import IntegrityError, PublishError
-from tasks.storage import CHECKSUMS, list_versions, publish_version, verify_version
+from tasks.core.errors import IntegrityError, PublishError
+from tasks.core.storage import CHECKSUMS, list_versions, publish_version, verify_version
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_versions_sort_numerically(bundle: Path, tmp_path: Path) -> None:
 
 
 def test_production_pointer_is_replaced_whole_and_only_for_a_verified_version(bundle: Path, tmp_path: Path) -> None:
-    from tasks.production import read_pointer, write_pointer
+    from tasks.core.pointer import read_pointer, write_pointer
 
     storage = str(tmp_path / "storage")
     for version in ("1", "2"):
@@ -91,7 +91,7 @@ def test_production_pointer_is_replaced_whole_and_only_for_a_verified_version(bu
 def test_a_pointer_write_that_fails_midway_leaves_the_old_pointer_and_no_debris(
     bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks.production import read_pointer, write_pointer
+    from tasks.core.pointer import read_pointer, write_pointer
 
     storage = str(tmp_path / "storage")
     for version in ("1", "2"):

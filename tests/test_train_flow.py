@@ -11,9 +11,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from configs.schema import REPO_ROOT, load_config
-from tasks.errors import DataValidationError
-from tasks.settings import get_settings
-from tasks.storage import verify_version
+from tasks.core.errors import DataValidationError
+from tasks.core.settings import get_settings
+from tasks.core.storage import verify_version
 from tests.conftest import TINY_TRAINING
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]

@@ -30,8 +30,8 @@ import httpx
 from deployments.stack.servers import PostgresCluster, compose_binary, free_port
 from deployments.stack.write_secrets import write_env_file
 from services.dl_service.metrics import served_versions_by_pid
+from tasks.core.settings import REPO_ROOT as ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 INIT_SCRIPT = ROOT / "deployments" / "postgres" / "init-databases.sh"
 BIN = Path(sys.executable).parent
@@ -280,7 +280,7 @@ def demo(stack: LocalStack, data_dir: Path, overrides: list[str], monitor_overri
     started = time.monotonic()
     run_flow(stack, "configs/full_flow_config.yaml", overrides)
     trained = time.monotonic()
-    from tasks.production import read_pointer
+    from tasks.core.pointer import read_pointer
 
     pointer = read_pointer(str(stack.folder / "state" / "storage"), "fashion-cnn")
     if pointer is None:
@@ -310,7 +310,7 @@ def write_monitor_config(path: Path, overrides: list[str]) -> None:
 
     from configs.schema import load_config
 
-    config = load_config(ROOT / "configs" / "monitor_config.yaml", overrides)
+    config = load_config(ROOT / "configs" / "monitor_config.yaml", overrides, root=ROOT)
     path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 
 

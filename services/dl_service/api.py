@@ -16,9 +16,9 @@ from services.dl_service import schemas
 from services.dl_service.images import ImageRejected
 from services.dl_service.model import ModelManager, ModelUnavailable
 from services.dl_service.service import PredictionService, UnknownLabel
-from services.dl_service.settings import ServiceSettings
 from services.dl_service.store import StoreUnavailable, UnknownPrediction
-from tasks.errors import IntegrityError
+from tasks.core.errors import IntegrityError
+from tasks.core.settings import Settings
 
 STATIC = Path(__file__).resolve().parent / "static"
 T = TypeVar("T")
@@ -36,13 +36,13 @@ async def get_manager(request: Request) -> ModelManager:
     return request.app.state.manager
 
 
-async def get_settings_dep(request: Request) -> ServiceSettings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
 ServiceDep = Annotated[PredictionService, Depends(get_service)]
 ManagerDep = Annotated[ModelManager, Depends(get_manager)]
-SettingsDep = Annotated[ServiceSettings, Depends(get_settings_dep)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RequestId = Annotated[str | None, Header(alias="X-Request-ID")]
 ImageFile = Annotated[UploadFile, File(description="the image: PNG, JPEG, GIF or BMP")]
 ImageFiles = Annotated[list[UploadFile], File(description="the images: PNG, JPEG, GIF or BMP")]
@@ -84,7 +84,7 @@ async def predict(
     request: Request, service: ServiceDep, file: ImageFile, x_request_id: RequestId = None
 ) -> schemas.Prediction:
     """Classify one image (PNG, JPEG, GIF or BMP)."""
-    content = await _read(file, service.settings.max_upload_bytes)
+    content = await _read(file, service.config.max_upload_bytes)
     return (await _measured(request, "predict", lambda: service.predict([content], x_request_id)))[0]
 
 
@@ -93,10 +93,10 @@ async def predict_batch(
     request: Request, service: ServiceDep, files: ImageFiles, x_request_id: RequestId = None
 ) -> schemas.BatchPrediction:
     """Classify several images in one request; any bad image refuses the request, naming it."""
-    limit = service.settings.max_batch_images
+    limit = service.config.max_batch_images
     if len(files) > limit:
         raise HTTPException(413, f"{len(files)} images in one request; the limit is {limit}")
-    contents = [await _read(f, service.settings.max_upload_bytes) for f in files]
+    contents = [await _read(f, service.config.max_upload_bytes) for f in files]
 
     async def call() -> schemas.BatchPrediction:
         try:
@@ -113,7 +113,7 @@ async def explain(
     request: Request, service: ServiceDep, file: ImageFile, x_request_id: RequestId = None
 ) -> schemas.Explanation:
     """Classify one image and show, with Grad-CAM, which regions drove the decision."""
-    content = await _read(file, service.settings.max_upload_bytes)
+    content = await _read(file, service.config.max_upload_bytes)
     return await _measured(request, "explain", lambda: service.explain(content, x_request_id))
 
 
@@ -142,11 +142,12 @@ async def reload_model(
     return schemas.ReloadOut(version=result.version, changed=result.changed, detail=result.detail)
 
 
-def _require_admin(settings: ServiceSettings, authorization: str | None) -> None:
-    if not settings.admin_token:
+def _require_admin(settings: Settings, authorization: str | None) -> None:
+    token_wanted = settings.service.admin_token
+    if not token_wanted:
         raise HTTPException(403, "admin routes are disabled: set MLOPS_SERVICE_ADMIN_TOKEN")
     scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), token_wanted.encode()):
         raise HTTPException(401, "missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -162,7 +163,7 @@ async def ready(manager: ManagerDep, settings: SettingsDep) -> JSONResponse:
     loaded = manager.loaded
     body = schemas.Readiness(
         ready=loaded,
-        model_name=settings.model_name,
+        model_name=settings.service.model_name,
         model_version=manager.current.version if loaded else None,
         detail="serving" if loaded else manager.unavailable_reason,
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from tasks.image_properties import content_hash, image_properties, measurable_pixels
+from tasks.core.image_properties import content_hash, image_properties, measurable_pixels
 
 SUPPORTED_FORMATS = {"PNG", "JPEG", "GIF", "BMP"}
 SUPPORTED_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA"}

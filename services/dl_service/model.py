@@ -16,11 +16,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tasks.errors import IntegrityError, MlopsError
-from tasks.model_bundle import ModelBundle, fetch_bundle
-from tasks.models import LAST_CONV_LAYER
-from tasks.preprocessing import preprocess_image
-from tasks.production import read_pointer
+from tasks.core.bundle import LAST_CONV_LAYER, ModelBundle, fetch_bundle
+from tasks.core.errors import IntegrityError, MlopsError
+from tasks.core.pointer import read_pointer
+from tasks.core.preprocessing import preprocess_image
 
 logger = logging.getLogger(__name__)
 

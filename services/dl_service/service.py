@@ -19,8 +19,8 @@ from services.dl_service.batching import BatchOutput, MicroBatcher
 from services.dl_service.images import CheckedImage, ImageRejected, check_image
 from services.dl_service.metrics import ServiceMetrics
 from services.dl_service.model import ModelManager, ServedModel
-from services.dl_service.settings import ServiceSettings
 from services.dl_service.store import PredictionLog, new_prediction_id, utc_now
+from tasks.core.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +35,15 @@ class UnknownLabel(ValueError):
 class PredictionService:
     def __init__(
         self,
-        settings: ServiceSettings,
+        config: ServiceSettings,
+        storage_url: str,
         manager: ModelManager,
         batcher: MicroBatcher,
         log: PredictionLog,
         metrics: ServiceMetrics,
     ) -> None:
-        self.settings, self.manager, self.batcher, self.log, self.metrics = settings, manager, batcher, log, metrics
+        self.config, self.storage_url = config, storage_url
+        self.manager, self.batcher, self.log, self.metrics = manager, batcher, log, metrics
         self._image_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-store")
 
     def close(self) -> None:
@@ -52,7 +54,7 @@ class PredictionService:
         checked = []
         for index, content in enumerate(contents):
             try:
-                checked.append(check_image(content, self.settings.max_upload_bytes, self.settings.max_pixels))
+                checked.append(check_image(content, self.config.max_upload_bytes, self.config.max_pixels))
             except ImageRejected as error:
                 raise error.at(index) from None
         return checked
@@ -91,11 +93,11 @@ class PredictionService:
         model, probabilities = output.model, output.probabilities
         index = int(probabilities.argmax())
         prediction_id = new_prediction_id()
-        if self.settings.log_predictions:
+        if self.config.log_predictions:
             self._log(prediction_id, index, checked, output, latency_ms, request_id)
         self.metrics.predictions.labels(model.version, model.class_names[index]).inc()
         self.metrics.batch_size.observe(output.batch_size)
-        return _prediction(prediction_id, model, probabilities, latency_ms, self.settings.top_k)
+        return _prediction(prediction_id, model, probabilities, latency_ms, self.config.top_k)
 
     def _log(
         self,
@@ -127,9 +129,9 @@ class PredictionService:
 
     def _store_image(self, checked: CheckedImage) -> str | None:
         """Keep the upload by content hash in central storage when configured; never on the request path."""
-        if not self.settings.store_images:
+        if not self.config.store_images:
             return None
-        uri = f"{self.settings.resolved_storage_url.rstrip('/')}/images/{checked.sha256[:2]}/{checked.sha256}"
+        uri = f"{self.storage_url.rstrip('/')}/images/{checked.sha256[:2]}/{checked.sha256}"
         self._image_writer.submit(_write_once, uri, checked.content)
         return uri
 

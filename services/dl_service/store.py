@@ -19,57 +19,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Column,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    create_engine,
-    insert,
-    select,
-)
+from sqlalchemy import create_engine, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
-from tasks.errors import MlopsError
-from tasks.image_properties import PROPERTY_COLUMNS
+from tasks.core.errors import MlopsError
+from tasks.core.prediction_log import feedback, metadata, predictions
 
 logger = logging.getLogger(__name__)
-
-metadata = MetaData()
-
-predictions = Table(
-    "predictions",
-    metadata,
-    Column("id", String(36), primary_key=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
-    Column("model_name", String(200), nullable=False),
-    Column("model_version", String(50), nullable=False, index=True),
-    Column("predicted_label", String(200), nullable=False),
-    Column("confidence", Float, nullable=False),
-    Column("probabilities", JSON, nullable=False),  # the BBSD features: softmax in class order
-    Column("uae", JSON, nullable=False),
-    *(Column(name, Float) for name in PROPERTY_COLUMNS),  # as measured by tasks.image_properties
-    Column("sha256", String(64), nullable=False, index=True),
-    Column("latency_ms", Float, nullable=False),
-    Column("request_id", String(100)),
-    Column("image_uri", String(1000)),
-)
-
-feedback = Table(
-    "feedback",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("prediction_id", String(36), ForeignKey("predictions.id"), nullable=False, index=True),
-    Column("label", String(200), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
 
 DATABASE_ERRORS = (OperationalError, DBAPIError, OSError)
 # The database is up but refuses what a row holds (a constraint, a value it cannot store).

@@ -20,16 +20,16 @@ import yaml
 
 from configs.schema import REPO_ROOT, ModelConfig
 from deployments.stack.servers import PostgresCluster, free_port
-from tasks.dataset import class_names, read_manifest, select_split
-from tasks.drift_reference import build_reference_features
-from tasks.image_properties import properties_table
-from tasks.model_bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, UAE_FILE
-from tasks.models import build_classifier, build_uae
-from tasks.pipeline import evaluation_batches, image_dataset
-from tasks.preprocessing import InputSpec
-from tasks.production import write_pointer
-from tasks.storage import publish_version
-from tasks.training import compile_model
+from tasks.core.bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, UAE_FILE
+from tasks.core.image_properties import properties_table
+from tasks.core.pointer import write_pointer
+from tasks.core.preprocessing import InputSpec
+from tasks.core.storage import publish_version
+from tasks.data.dataset import class_names, read_manifest, select_split
+from tasks.data.pipeline import evaluation_batches, image_dataset
+from tasks.training.drift_reference import build_reference_features
+from tasks.training.fit import compile_model
+from tasks.training.models import build_classifier, build_uae
 
 MODEL_NAME = "fashion-cnn"
 SPEC = InputSpec(28, 28)
@@ -88,7 +88,8 @@ def sample_images(tiny_repo_template: tuple[Path, Path]) -> list[Path]:
 def service_env(model_storage: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """Environment of a service that serves ``model_storage`` and logs to a private SQLite file."""
     from services.dl_service.settings import get_service_settings
-    from tasks.settings import get_settings
+
+    from tasks.core.settings import get_settings
 
     env = {
         "MLOPS_HOME": str(tmp_path / "state"),
@@ -109,7 +110,7 @@ def service_env(model_storage: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def in_process_probabilities(storage: Path, version: str, image: Path) -> np.ndarray:
     """What the published model says about an image, without the service."""
-    from tasks.preprocessing import preprocess_image
+    from tasks.core.preprocessing import preprocess_image
 
     model = keras.models.load_model(storage / "models" / MODEL_NAME / version / MODEL_FILE)
     pixels = preprocess_image(image.read_bytes(), SPEC).numpy()[None].astype(np.float32)

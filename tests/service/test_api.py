@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from services.dl_service.settings import ServiceSettings
 
 from services.dl_service.app import create_app
-from services.dl_service.settings import ServiceSettings
-from tasks.production import write_pointer
+from tasks.core.pointer import write_pointer
 from tests.service.conftest import MODEL_NAME, in_process_probabilities, wait_until
 
 ADMIN = {"Authorization": "Bearer test-token-1234"}

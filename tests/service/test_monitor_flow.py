@@ -15,11 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from prefect.client.schemas.objects import FlowRun
+from services.dl_service.settings import ServiceSettings
 
 from configs.schema import REPO_ROOT, load_config
 from services.dl_service.app import create_app
-from services.dl_service.settings import ServiceSettings
-from tasks.dataset import read_manifest
+from tasks.data.dataset import read_manifest
 
 pytestmark = pytest.mark.flow
 
@@ -61,7 +61,7 @@ def applied_retraining_deployment() -> UUID:
     """The full-flow deployment, applied with `prefect deploy` as the deploy flow applies it."""
     from prefect import get_client
 
-    from tasks.prefect_deployments import apply_deployments, ensure_work_pool
+    from tasks.deployment.prefect_deployments import apply_deployments, ensure_work_pool
 
     with get_client(sync_client=True) as prefect:
         api_url = str(prefect.api_url)

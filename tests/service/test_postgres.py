@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from services.dl_service.settings import ServiceSettings
 from sqlalchemy import create_engine, text
 
 from deployments.stack.servers import PostgresCluster
 from services.dl_service.app import create_app
-from services.dl_service.settings import ServiceSettings
 from tests.service.conftest import wait_until
 
 

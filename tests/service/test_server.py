@@ -11,11 +11,11 @@ from pathlib import Path
 
 import httpx
 from fastapi.testclient import TestClient
+from services.dl_service.settings import ServiceSettings
 
 from services.dl_service.app import create_app
 from services.dl_service.metrics import served_versions_by_pid
-from services.dl_service.settings import ServiceSettings
-from tasks.production import write_pointer
+from tasks.core.pointer import write_pointer
 from tests.service.conftest import MODEL_NAME
 
 ADMIN = {"Authorization": "Bearer test-token-1234"}
@@ -114,7 +114,7 @@ def test_deploy_notification_reloads_a_running_service(
     service_env: dict[str, str], model_storage: Path, tmp_path: Path
 ) -> None:
     """The deploy flow's reload request, against the real service (polling slowed so only the request can act)."""
-    from tasks.notify import notify_services
+    from tasks.deployment.notify import notify_services
     from tests.service.conftest import running_service
 
     env = {**service_env, "MLOPS_SERVICE_POINTER_POLL_SECONDS": "3600"}

@@ -1,0 +1,50 @@
+"""The prediction log's tables and the feature columns that name what each row carries.
+
+The service writes these rows, the monitor reads them, and training writes a reference table
+with the same feature columns, so all three agree on what ``bbsd_3`` or ``brightness`` means.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Column, DateTime, Float, ForeignKey, Integer, MetaData, String, Table
+
+from tasks.core.image_properties import PROPERTY_COLUMNS
+
+metadata = MetaData()
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", String(50), nullable=False, index=True),
+    Column("predicted_label", String(200), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("probabilities", JSON, nullable=False),  # the BBSD features: softmax in class order
+    Column("uae", JSON, nullable=False),
+    *(Column(name, Float) for name in PROPERTY_COLUMNS),  # as measured by tasks.core.image_properties
+    Column("sha256", String(64), nullable=False, index=True),
+    Column("latency_ms", Float, nullable=False),
+    Column("request_id", String(100)),
+    Column("image_uri", String(1000)),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("prediction_id", String(36), ForeignKey("predictions.id"), nullable=False, index=True),
+    Column("label", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def uae_columns(dim: int) -> list[str]:
+    """The untrained autoencoder's features (UAE drift detector)."""
+    return [f"uae_{i}" for i in range(dim)]
+
+
+def bbsd_columns(num_classes: int) -> list[str]:
+    """The classifier's softmax outputs (black-box shift detection), in class order."""
+    return [f"bbsd_{i}" for i in range(num_classes)]

@@ -1,0 +1,72 @@
+"""Prefect tasks of the data stage: resolve the pinned dataset, measure it, validate it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from configs.schema import DatasetConfig
+from tasks.core.tracking import TrackingRun
+from tasks.data import validation
+from tasks.data.dataset import DatasetRef, manifest_hash, properties_table, read_manifest, select_split
+from tasks.data.dataset import resolve_dataset as resolve_dataset_revision
+
+
+@task(name="resolve_dataset", cache_policy=NO_CACHE)
+def resolve_dataset(config: DatasetConfig, run: TrackingRun) -> DatasetRef:
+    """The dataset at the pinned revision, checked out or refused per the config."""
+    ref = resolve_dataset_revision(config)
+    run.set_tags(
+        {
+            "dataset.commit": ref.commit,
+            "dataset.content_hash": ref.content_hash,
+            "dataset.modified": str(ref.modified).lower(),
+        }
+    )
+    get_run_logger().info(
+        "Dataset %s at %s = commit %s, content %s", ref.repo.name, ref.revision, ref.commit[:10], ref.content_hash
+    )
+    return ref
+
+
+@task(name="build_property_table", cache_policy=NO_CACHE)
+def build_property_table(ref: DatasetRef, config: DatasetConfig, seed: int, run: TrackingRun) -> Path:
+    """Per-image properties of exactly the rows used, cached by the hash of those rows."""
+    manifest = read_manifest(ref.data_dir)
+    splits = (config.train_split, config.validation_split, config.test_split)
+    used = pd.concat([select_split(manifest, s, config.limit_per_split, seed) for s in splits])
+    rows_hash = manifest_hash(used)
+    cached = run.settings.cache_dir / "properties" / f"{rows_hash}.parquet"
+    if not cached.exists():
+        started = time.perf_counter()
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        properties_table(ref.data_dir, used.reset_index(drop=True)).to_parquet(cached, index=False)
+        get_run_logger().info("Measured %d images in %.1f s", len(used), time.perf_counter() - started)
+    run.set_tags({"dataset.rows_hash": rows_hash})
+    run.log_params({f"dataset.rows.{s}": str((used["split"] == s).sum()) for s in splits})
+    return cached
+
+
+@task(name="validate_dataset", cache_policy=NO_CACHE)
+def validate_dataset(table_path: Path, config: DatasetConfig, seed: int, run: TrackingRun) -> None:
+    """Deepchecks integrity and train/test suites; reports go to MLflow; failures stop the run."""
+    logger = get_run_logger()
+    if not config.validation.enabled:
+        logger.warning("Data validation is disabled (dataset.validation.enabled: false)")
+        run.set_tags({"data_validation.enabled": "false"})
+        return
+    table = pd.read_parquet(table_path)
+    train, test = (table[table["split"] == s] for s in (config.train_split, config.test_split))
+    outcome = validation.validate_dataset(train, test, config.validation, run.workdir / "data_validation", seed)
+    for path in outcome.report_files:
+        run.log_artifact(path, "data_validation")
+    run.set_tags({"data_validation.failures": str(len(outcome.failures))})
+    for failure in outcome.failures:
+        logger.warning("Data validation: %s", failure)
+    if config.validation.stop_on_failure:
+        validation.raise_on_failures(outcome)
+    logger.info("Data validation: %d checks, %d failed conditions", outcome.checks_run, len(outcome.failures))

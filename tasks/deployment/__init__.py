@@ -1,0 +1,1 @@
+"""Deployment: champion against challenger, release (pointer and alias together), reloads, Prefect deployments."""

@@ -1,0 +1,38 @@
+"""Moving a version into production: the registry alias and the storage pointer move together.
+
+Deploy, promote and rollback are all this one step, pointed at different versions.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from tasks.core.errors import MlopsError
+from tasks.core.pointer import ProductionPointer, write_pointer
+from tasks.core.tracking import CHAMPION_ALIAS
+
+logger = logging.getLogger(__name__)
+
+
+def release_version(
+    client: MlflowClient, storage_url: str, name: str, version: str, reason: str, metrics: dict[str, float]
+) -> ProductionPointer:
+    """Verify the version's files, replace the production pointer, then move the ``champion`` alias.
+
+    The pointer goes first because it is what services serve from; were the alias update to fail,
+    re-running the same step converges both.
+    """
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        raise MlopsError(
+            f"{name} version {version} is not registered; `python -m tasks.ops models` lists them"
+        ) from None
+    pointer = write_pointer(storage_url, name, version, reason, metrics)
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+    client.set_model_version_tag(name, version, "deployed_at", pointer.deployed_at)
+    logger.info("%s version %s is now in production (%s)", name, version, reason)
+    return pointer

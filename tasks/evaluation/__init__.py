@@ -1,0 +1,1 @@
+"""Evaluation: a published version on a held-out split in one aligned pass, its metrics, plots and quality gate."""

@@ -1,0 +1,101 @@
+"""Evaluation: one aligned pass over a split, and the metrics a reviewer asks for.
+
+Metric names are what thresholds refer to (``configs/metrics.py`` lists them with the direction
+in which each is better): ``accuracy``, ``macro_f1``, ``macro_auc``, ``ece``, ``log_loss`` and
+per class ``precision/<class>``, ``recall/<class>``, ``f1/<class>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from sklearn.metrics import log_loss, precision_recall_fscore_support, roc_auc_score
+
+from tasks.core.preprocessing import InputSpec
+from tasks.data.pipeline import labelled_batches
+
+
+@dataclass
+class Predictions:
+    """Labels, probabilities and paths of one split, row i of each describing the same image."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    paths: list[str]
+    class_names: list[str]
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return np.asarray(self.probabilities.argmax(axis=1))
+
+
+def predict_split(
+    model: keras.Model, data_dir: Path, rows: pd.DataFrame, class_names: list[str], spec: InputSpec
+) -> Predictions:
+    """Every image once, in order; labels and paths travel with their images through the batches."""
+    dataset = labelled_batches(data_dir, rows, class_names, spec)
+    label_parts, probability_parts, path_parts = [], [], []
+    for images, batch_labels, batch_paths in dataset:
+        probability_parts.append(model(tf.cast(images, tf.float32), training=False).numpy())
+        label_parts.append(batch_labels.numpy())
+        path_parts += [p.decode() for p in batch_paths.numpy()]
+    return Predictions(np.concatenate(label_parts), np.concatenate(probability_parts), path_parts, class_names)
+
+
+def calibration_bins(
+    labels: np.ndarray, probabilities: np.ndarray, bins: int = 15
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per non-empty equal-width confidence bin: mean confidence, accuracy and count."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    which = np.clip(np.digitize(confidence, np.linspace(0.0, 1.0, bins + 1)[1:-1]), 0, bins - 1)
+    filled = [b for b in range(bins) if (which == b).any()]
+    mean_confidence = np.array([confidence[which == b].mean() for b in filled])
+    accuracy = np.array([correct[which == b].mean() for b in filled])
+    counts = np.array([int((which == b).sum()) for b in filled])
+    return mean_confidence, accuracy, counts
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> float:
+    """Mean gap between confidence and accuracy over equal-width confidence bins, weighted by count."""
+    confidence, accuracy, counts = calibration_bins(labels, probabilities, bins)
+    return float(np.sum(counts / counts.sum() * np.abs(accuracy - confidence)))
+
+
+def classification_metrics(predictions: Predictions) -> dict[str, float]:
+    labels, probabilities, names = predictions.labels, predictions.probabilities, predictions.class_names
+    classes = list(range(len(names)))
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, predictions.predicted, labels=classes, zero_division=0
+    )
+    metrics = {
+        "accuracy": float((predictions.predicted == labels).mean()),
+        "macro_f1": float(np.mean(f1)),
+        "ece": expected_calibration_error(labels, probabilities),
+        "log_loss": float(log_loss(labels, probabilities, labels=classes)),
+        "macro_auc": _macro_auc(labels, probabilities, classes),
+    }
+    for index, name in enumerate(names):
+        metrics[f"precision/{name}"] = float(precision[index])
+        metrics[f"recall/{name}"] = float(recall[index])
+        metrics[f"f1/{name}"] = float(f1[index])
+    return metrics
+
+
+def _macro_auc(labels: np.ndarray, probabilities: np.ndarray, classes: list[int]) -> float:
+    """One-vs-rest macro AUC over the classes present (AUC is undefined for an absent class)."""
+    present = sorted(set(labels.tolist()))
+    if len(present) < 2:
+        return float("nan")
+    one_hot = np.eye(len(classes))[labels][:, present]
+    return float(roc_auc_score(one_hot, probabilities[:, present], average="macro"))
+
+
+def finite_metrics(metrics: dict[str, float], prefix: str = "") -> dict[str, float]:
+    """Metrics without NaN (MLflow and JSON take none), optionally named with a prefix."""
+    return {f"{prefix}{key}": value for key, value in metrics.items() if value == value}

@@ -1,0 +1,112 @@
+"""The monitor's verdict: four calibrated drift-test families, live quality on labelled rows, one decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from configs.schema import MonitorConfig
+from tasks.core.image_properties import PROPERTY_COLUMNS
+from tasks.core.prediction_log import bbsd_columns
+from tasks.evaluation.gate import gate_violations
+from tasks.monitoring.drift_tests import TestResult, bonferroni, class_mix_test, ks_test, mmd_permutation_test
+
+
+@dataclass
+class Verdict:
+    drift: bool
+    performance_breach: bool
+    p_value: float
+    alpha: float
+    window_rows: int
+    labelled_rows: int
+    tests: list[TestResult]
+    performance: dict[str, float] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def alarm(self) -> bool:
+        return self.drift or self.performance_breach
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "drift": self.drift,
+            "performance_breach": self.performance_breach,
+            "p_value": self.p_value,
+            "alpha": self.alpha,
+            "window_rows": self.window_rows,
+            "labelled_rows": self.labelled_rows,
+            "tests": [t.as_dict() for t in self.tests],
+            "performance": self.performance,
+            "violations": self.violations,
+        }
+
+
+def drift_tests(reference: pd.DataFrame, current: pd.DataFrame, class_names: list[str], seed: int) -> list[TestResult]:
+    """The four families: UAE and BBSD embeddings (MMD), class mix (chi-square), image properties (KS)."""
+    uae = [c for c in reference.columns if c.startswith("uae_")]
+    bbsd = bbsd_columns(len(class_names))
+    properties = [
+        ks_test(reference[c].to_numpy(float), current[c].to_numpy(float), f"property {c}")
+        for c in PROPERTY_COLUMNS
+        if not _same_constant(reference[c], current[c])
+    ]
+    properties_family = TestResult(
+        "image properties",
+        f"Bonferroni over {len(properties)} KS tests",
+        float(len(properties)),
+        bonferroni(properties),
+    )
+    return [
+        mmd_permutation_test(reference[uae].to_numpy(), current[uae].to_numpy(), "UAE embedding", seed=seed),
+        mmd_permutation_test(reference[bbsd].to_numpy(), current[bbsd].to_numpy(), "BBSD softmax", seed=seed + 1),
+        class_mix_test(reference["prediction"].to_numpy(), current["prediction"].to_numpy(), class_names, "class mix"),
+        properties_family,
+        *properties,
+    ]
+
+
+def _same_constant(reference: pd.Series, current: pd.Series) -> bool:
+    """A property that never varies (e.g. width 28 everywhere) has nothing to test."""
+    return reference.nunique() == 1 and current.nunique() == 1 and reference.iloc[0] == current.iloc[0]
+
+
+def live_performance(current: pd.DataFrame, class_names: list[str]) -> dict[str, float]:
+    labelled = current.dropna(subset=["label"])
+    if labelled.empty:
+        return {}
+    metrics = {"accuracy": float((labelled["label"] == labelled["prediction"]).mean())}
+    for name in class_names:
+        of_class = labelled[labelled["label"] == name]
+        if len(of_class):
+            metrics[f"recall/{name}"] = float((of_class["prediction"] == name).mean())
+    return metrics
+
+
+def decide(
+    reference: pd.DataFrame, current: pd.DataFrame, class_names: list[str], config: MonitorConfig, seed: int = 0
+) -> Verdict:
+    """Drift when the family-wise p-value (Bonferroni over four families) is below alpha;
+    a performance breach when labelled accuracy or recall break their thresholds, or too few labels."""
+    tests = drift_tests(reference, current, class_names, seed)
+    family_p = bonferroni(tests[:4])
+    performance = live_performance(current, class_names)
+    labelled = int(current["label"].notna().sum())
+    measurable = {name: bound for name, bound in config.thresholds.items() if name in performance}
+    violations = gate_violations(performance, measurable)
+    breach = bool(violations)
+    if labelled < config.min_labelled:  # reported, but too few labels is not evidence of a breach
+        violations.append(f"only {labelled} labelled predictions in the window; at least {config.min_labelled} wanted")
+    return Verdict(
+        family_p < config.p_value,
+        breach,
+        family_p,
+        config.p_value,
+        len(current),
+        labelled,
+        tests,
+        performance,
+        violations,
+    )

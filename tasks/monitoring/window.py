@@ -1,0 +1,60 @@
+"""The monitoring window: the newest served predictions of one model version, with their feedback labels,
+as the columns of the training reference."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import create_engine, select
+
+from configs.schema import MonitorConfig
+from tasks.core.errors import MlopsError
+from tasks.core.image_properties import PROPERTY_COLUMNS
+from tasks.core.prediction_log import bbsd_columns, feedback, predictions, uae_columns
+
+
+class EmptyWindowError(MlopsError):
+    """No predictions of the current model fall in the monitoring window."""
+
+
+def load_window(database_url: str, model_name: str, version: str, config: MonitorConfig) -> pd.DataFrame:
+    """The newest predictions of one model version (last N, or last D days), then ordered in time.
+
+    Each row carries the latest feedback label, when one was given.
+    """
+    query = select(predictions).where(predictions.c.model_name == model_name, predictions.c.model_version == version)
+    if config.window_days is not None:
+        query = query.where(predictions.c.created_at >= datetime.now(UTC) - timedelta(days=config.window_days))
+    query = query.order_by(predictions.c.created_at.desc())
+    if config.window_size is not None:
+        query = query.limit(config.window_size)
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            window = pd.DataFrame(connection.execute(query).mappings().all())
+            labels = pd.DataFrame(connection.execute(select(feedback).order_by(feedback.c.id)).mappings().all())
+    finally:
+        engine.dispose()
+    if window.empty:
+        raise EmptyWindowError(f"no logged predictions of {model_name} version {version} in the window")
+    window = window.sort_values("created_at").reset_index(drop=True)
+    latest = labels.drop_duplicates("prediction_id", keep="last") if not labels.empty else labels
+    window["label"] = window["id"].map(dict(zip(latest.get("prediction_id", []), latest.get("label", []), strict=True)))
+    return window
+
+
+def expand_features(window: pd.DataFrame) -> pd.DataFrame:
+    """The JSON lists of the log as the reference's columns: bbsd_0.., uae_0.., prediction."""
+    bbsd = np.array(window["probabilities"].tolist(), dtype=float)
+    uae = np.array(window["uae"].tolist(), dtype=float)
+    expanded = pd.concat(
+        [
+            window[["id", "created_at", "predicted_label", "label", *PROPERTY_COLUMNS]].reset_index(drop=True),
+            pd.DataFrame(bbsd, columns=bbsd_columns(bbsd.shape[1])),
+            pd.DataFrame(uae, columns=uae_columns(uae.shape[1])),
+        ],
+        axis=1,
+    )
+    return expanded.rename(columns={"predicted_label": "prediction"})

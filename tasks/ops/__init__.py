@@ -1,0 +1,1 @@
+"""Operations on the deployed model from a shell: status, models, promote, rollback."""

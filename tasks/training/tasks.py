@@ -1,0 +1,127 @@
+"""Prefect tasks of the training stage: train, build the drift detectors, register, publish."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import keras
+import mlflow
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from configs.schema import FlowConfig
+from tasks.core import tracking
+from tasks.core.bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, UAE_FILE
+from tasks.core.storage import publish_version
+from tasks.core.tracking import TrackingRun
+from tasks.data.dataset import DatasetRef, class_names
+from tasks.data.pipeline import evaluation_batches, image_dataset
+from tasks.training import drift_reference
+from tasks.training.augmentation import build_augmenter
+from tasks.training.batches import training_batches
+from tasks.training.fit import MlflowEpochLogger, compile_model, fit_model, plot_curves
+from tasks.training.metadata import TrainedModel, input_spec, model_metadata, write_metadata
+from tasks.training.models import build_classifier, build_uae
+
+
+@task(name="train_model", cache_policy=NO_CACHE)
+def train_model(config: FlowConfig, ref: DatasetRef, table_path: Path, run: TrackingRun) -> TrainedModel:
+    """Build the pipeline and the network, fit it, measure it on the test split, save it."""
+    logger = get_run_logger()
+    keras.utils.set_random_seed(config.train.seed)
+    data, spec, train_cfg = config.dataset, input_spec(config), config.train
+    table = pd.read_parquet(table_path, columns=["path", "split", "label"])
+    names = class_names(table, data.train_split)
+    splits = {s: table[table["split"] == s] for s in (data.train_split, data.validation_split, data.test_split)}
+    augmenter = build_augmenter(train_cfg.augmentation, train_cfg.seed)
+    # Manifests are sorted by class: a shuffle buffer alone would feed the classes in runs.
+    train_rows = splits[data.train_split].sample(frac=1.0, random_state=train_cfg.seed)
+    train = training_batches(
+        image_dataset(ref.data_dir, train_rows, names, spec),
+        train_cfg.batch_size,
+        train_cfg.seed,
+        train_cfg.shuffle_buffer,
+        augmenter,
+    )
+    validation = evaluation_batches(image_dataset(ref.data_dir, splits[data.validation_split], names, spec), 512)
+    model = build_classifier(config.model, len(names))
+    compile_model(model, train_cfg.learning_rate)
+    logger.info(
+        "Training %s on %d images (%d classes) for up to %d epochs",
+        model.name,
+        len(splits[data.train_split]),
+        len(names),
+        train_cfg.epochs,
+    )
+    started = time.perf_counter()
+    history = fit_model(model, train, validation, train_cfg, MlflowEpochLogger(run))
+    test = evaluation_batches(image_dataset(ref.data_dir, splits[data.test_split], names, spec), 512, cache=False)
+    test_loss, test_accuracy = model.evaluate(test, verbose=0)
+    metrics = {
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+        "best_val_accuracy": max(history.get("val_accuracy", [0.0])),
+        "train_seconds": time.perf_counter() - started,
+    }
+    run.log_metrics(metrics, step=len(history["loss"]))
+    logger.info("Test accuracy %.4f after %d epochs", test_accuracy, len(history["loss"]))
+    bundle = run.workdir / "bundle"
+    bundle.mkdir(parents=True, exist_ok=True)
+    model.save(bundle / MODEL_FILE)
+    run.log_artifact(plot_curves(history, run.workdir / "training_curves.png"), "plots")
+    return TrainedModel(bundle, names, metrics, len(history["loss"]))
+
+
+@task(name="build_drift_detectors", cache_policy=NO_CACHE)
+def build_drift_detectors(config: FlowConfig, ref: DatasetRef, table_path: Path, trained: TrainedModel) -> None:
+    """Save the seeded UAE and the reference features of exactly ``reference_rows`` held-out images."""
+    drift = config.train.drift
+    table = pd.read_parquet(table_path)
+    held_out = table[table["split"] == drift.reference_split]
+    rows = drift_reference.sample_reference_rows(held_out, drift.reference_rows, config.train.seed)
+    encoder = build_uae(config.model.input_size, drift.uae_dim, config.train.seed)
+    encoder.save(trained.bundle_dir / UAE_FILE)
+    classifier = keras.models.load_model(trained.bundle_dir / MODEL_FILE)
+    features = drift_reference.build_reference_features(
+        classifier, encoder, ref.data_dir, rows, table, trained.class_names, input_spec(config)
+    )
+    features.to_parquet(trained.bundle_dir / REFERENCE_FILE, index=False)
+    get_run_logger().info(
+        "Reference features: %d rows x %d columns from split %r",
+        len(features),
+        features.shape[1],
+        drift.reference_split,
+    )
+
+
+@task(name="register_model", cache_policy=NO_CACHE)
+def register_model(
+    config: FlowConfig, ref: DatasetRef, table_path: Path, trained: TrainedModel, run: TrackingRun
+) -> str:
+    """Log the model with its metadata to MLflow, register a version aliased ``challenger``; return the version."""
+    bundle = trained.bundle_dir
+    metadata = model_metadata(config, ref, trained, rows_hash=Path(table_path).stem)
+    with mlflow.start_run(run_id=run.run_id):
+        info = mlflow.keras.log_model(
+            keras.models.load_model(bundle / MODEL_FILE),
+            name="model",
+            pip_requirements=[f"{k}=={v}" for k, v in metadata["packages"].items() if k in ("tensorflow-cpu", "keras")],
+            metadata={"class_names": trained.class_names, "input": metadata["input"]},
+        )
+    version = tracking.register_version(run.client, config.model.name, info.model_uri, tracking.CHALLENGER_ALIAS)
+    metadata["version"] = version
+    metadata["mlflow"] = {"run_id": run.run_id, "model_uri": f"models:/{config.model.name}/{version}"}
+    run.log_artifact(write_metadata(bundle / METADATA_FILE, metadata))
+    run.log_artifact(bundle / REFERENCE_FILE, "drift")
+    run.log_artifact(bundle / UAE_FILE, "drift")
+    return version
+
+
+@task(name="publish_model", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def publish_model(trained: TrainedModel, name: str, version: str, run: TrackingRun) -> str:
+    """Copy the bundle to central storage as an immutable, checksummed version; return its URL."""
+    url = publish_version(trained.bundle_dir, run.settings.central_storage_url, name, version)
+    get_run_logger().info("Published %s", url)
+    return url
