@@ -49,8 +49,8 @@ serve: install ## the serving service on http://127.0.0.1:4242 (embedded default
 test: install ## the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: install ## unit tests only (no flows, no training)
-	$(BIN)/python -m pytest -m "not flow and not slow" $(PYTEST_ARGS)
+test-fast: install ## unit tests: no flows, no training, no apt-get, PostgreSQL, Chromium or Docker
+	$(BIN)/python -m pytest -m "not flow and not slow and not apt and not postgres and not chromium and not containers" $(PYTEST_ARGS)
 
 lint: install ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .

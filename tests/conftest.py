@@ -1,31 +1,40 @@
-"""Shared fixtures: a private state folder per test, and a tiny real Fashion-MNIST repository.
+"""Shared fixtures: a private state folder per test, a tiny real Fashion-MNIST repository, small real
+models in central storage, a service environment, a Prefect test API and a PostgreSQL server.
 
 The tiny repository is built once per session from Debian's real package, in a temporary
 folder, by the same builder users run; nothing depends on state left by an earlier run.
+A test is marked by what it needs, from the fixtures it uses (``apt``, ``postgres``, ``flow``),
+so ``make test-fast`` can leave out everything that needs a package, a server or a browser.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from deployments.stack.servers import PostgresCluster, free_port
+from tasks.core.pointer import write_pointer
 from tasks.core.settings import get_settings
-from tasks.data.demo import SplitSizes, build_dataset_repository, fetch_debian_package
+from tasks.core.storage import publish_version
+from tasks.data.dataset import read_manifest
+from tasks.data.demo import build_dataset_repository, fetch_debian_package
+from tests.helpers.data import TINY_SIZES
+from tests.helpers.models import MODEL_NAME, build_bundle
 
-TINY_SIZES = SplitSizes(train_v1=100, train_v2=200, validation=60, test=100)
-# Settings that make a real flow run take seconds on the tiny repository.
-TINY_TRAINING = [
-    "train.epochs=1",
-    "train.batch_size=32",
-    "train.drift.reference_rows=40",
-    "train.drift.uae_dim=8",
-    "dataset.validation.max_property_drift=0.5",
-    "dataset.validation.max_label_drift=0.5",
-]
+# What a fixture needs from the machine, as the marker that lets a run leave it out.
+FIXTURE_MARKERS = {"fashion_source": "apt", "postgres_server": "postgres", "prefect_api": "flow"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
 
 
 @pytest.fixture
@@ -77,3 +86,64 @@ def prefect_api() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def model_storage_template(tmp_path_factory: pytest.TempPathFactory, tiny_repo_template: tuple[Path, Path]) -> Path:
+    """Central storage holding versions 1 and 2, production pointing at 1."""
+    repo, _ = tiny_repo_template
+    root = tmp_path_factory.mktemp("service-models")
+    storage = root / "storage"
+    for version, seed in (("1", 1), ("2", 2)):
+        build_bundle(root / f"bundle-{version}", repo / "data", seed)
+        publish_version(root / f"bundle-{version}", str(storage), MODEL_NAME, version)
+    write_pointer(str(storage), MODEL_NAME, "1", "test fixture", {})
+    return storage
+
+
+@pytest.fixture
+def model_storage(model_storage_template: Path, tmp_path: Path) -> Path:
+    """A private copy of the storage, free to change."""
+    storage = tmp_path / "storage"
+    shutil.copytree(model_storage_template, storage)
+    return storage
+
+
+@pytest.fixture
+def sample_images(tiny_repo_template: tuple[Path, Path]) -> list[Path]:
+    repo, _ = tiny_repo_template
+    manifest = read_manifest(repo / "data")
+    return [repo / "data" / p for p in manifest.loc[manifest["split"] == "test", "path"].head(8)]
+
+
+@pytest.fixture
+def service_env(model_storage: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Environment of a service that serves ``model_storage`` and logs to a private SQLite file.
+
+    The pointer poll is an hour, so only a test's own reload request changes the served version;
+    a test of the watcher sets a short poll itself.
+    """
+    env = {
+        "MLOPS_HOME": str(tmp_path / "state"),
+        "MLOPS_STORAGE_URL": str(model_storage),
+        "MLOPS_PREDICTION_DB_URL": f"sqlite:///{tmp_path / 'predictions.db'}",
+        "MLOPS_SERVICE_ADMIN_TOKEN": "test-token-1234",
+        "MLOPS_SERVICE_POINTER_POLL_SECONDS": "3600",
+        "MLOPS_SERVICE_LOG_FLUSH_SECONDS": "0.05",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield env
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresCluster]:
+    """One cluster per session, in a folder the postgres user can reach (pytest's are private to root)."""
+    server = PostgresCluster(Path(tempfile.mkdtemp(prefix="pg-")), free_port())
+    server.init()
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.folder, ignore_errors=True)

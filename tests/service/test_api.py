@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,18 +12,19 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from services.dl_service.settings import ServiceSettings
 
 from services.dl_service.app import create_app
 from tasks.core.pointer import write_pointer
-from tests.service.conftest import MODEL_NAME, in_process_probabilities, wait_until
+from tasks.core.settings import ServiceSettings, Settings
+from tests.helpers.models import MODEL_NAME, in_process_probabilities
+from tests.helpers.service import settings_with, wait_until
 
 ADMIN = {"Authorization": "Bearer test-token-1234"}
 
 
 @pytest.fixture
 def client(service_env: dict[str, str]) -> Iterator[TestClient]:
-    with TestClient(create_app(ServiceSettings())) as test_client:
+    with TestClient(create_app(Settings())) as test_client:
         yield test_client
 
 
@@ -39,7 +39,7 @@ def upload(content: bytes, name: str = "image.png") -> dict[str, tuple[str, byte
 
 
 def db_rows(env: dict[str, str], query: str) -> list[tuple]:
-    path = env["MLOPS_SERVICE_DATABASE_URL"].removeprefix("sqlite:///")
+    path = env["MLOPS_PREDICTION_DB_URL"].removeprefix("sqlite:///")
     with sqlite3.connect(path) as connection:
         return connection.execute(query).fetchall()
 
@@ -162,18 +162,18 @@ def test_tampered_version_is_refused_and_current_model_kept(client: TestClient, 
     assert client.get("/ready").json()["model_version"] == "1"
 
 
-def test_service_follows_the_pointer_without_a_request(client: TestClient, model_storage: Path) -> None:
-    write_pointer(str(model_storage), MODEL_NAME, "2", "test", {})
-    deadline = time.monotonic() + 10
-    while client.get("/ready").json()["model_version"] != "2":
-        assert time.monotonic() < deadline, "the watcher did not load version 2"
-        time.sleep(0.2)
+def test_service_follows_the_pointer_without_a_request(service_env: dict[str, str], model_storage: Path) -> None:
+    with TestClient(create_app(settings_with(pointer_poll_seconds=0.2))) as client:
+        write_pointer(str(model_storage), MODEL_NAME, "2", "test", {})
+        wait_until(
+            lambda: client.get("/ready").json()["model_version"] == "2", "the watcher did not load version 2", 10
+        )
 
 
 def test_no_model_means_503_with_a_reason(
     service_env: dict[str, str], tmp_path: Path, sample_images: list[Path]
 ) -> None:
-    settings = ServiceSettings(storage_url=str(tmp_path / "empty-storage"))
+    settings = Settings(storage_url=str(tmp_path / "empty-storage"))
     with TestClient(create_app(settings)) as client:
         ready = client.get("/ready")
         assert ready.status_code == 503 and "no production model" in ready.json()["detail"]
@@ -190,7 +190,7 @@ def test_metrics_count_requests_and_served_version(client: TestClient, sample_im
 
 def test_production_mode_refuses_a_placeholder_token() -> None:
     with pytest.raises(ValueError, match="ADMIN_TOKEN must be set"):
-        ServiceSettings(mode="production", admin_token="changeme")
+        Settings(service=ServiceSettings(mode="production", admin_token="changeme"))
 
 
 def test_web_page_and_openapi_docs_are_served(client: TestClient) -> None:
@@ -203,7 +203,7 @@ def test_uploads_are_kept_by_hash_in_central_storage_when_configured(
     service_env: dict[str, str], sample_images: list[Path], model_storage: Path
 ) -> None:
     image = sample_images[0].read_bytes()
-    with TestClient(create_app(ServiceSettings(store_images=True))) as client:
+    with TestClient(create_app(settings_with(store_images=True))) as client:
         first = client.post("/predict", files=upload(image)).json()
         second = client.post("/predict", files=upload(image)).json()
     digest = hashlib.sha256(image).hexdigest()
@@ -217,7 +217,7 @@ def test_uploads_are_kept_by_hash_in_central_storage_when_configured(
 def test_uploads_are_not_kept_by_default(
     service_env: dict[str, str], sample_images: list[Path], model_storage: Path
 ) -> None:
-    with TestClient(create_app(ServiceSettings())) as client:
+    with TestClient(create_app(Settings())) as client:
         body = client.post("/predict", files=upload(sample_images[0].read_bytes())).json()
     assert not (model_storage / "images").exists()
     assert db_rows(service_env, f"SELECT image_uri FROM predictions WHERE id = '{body['prediction_id']}'") == [(None,)]

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from services.dl_service.settings import ServiceSettings
 from sqlalchemy import create_engine, text
 
 from deployments.stack.servers import PostgresCluster
 from services.dl_service.app import create_app
-from tests.service.conftest import wait_until
+from tasks.core.settings import Settings
+from tests.helpers.service import wait_until
 
 
 def count(url: str, table: str) -> int:
@@ -34,7 +34,7 @@ def fresh_database(postgres_server: PostgresCluster) -> str:
 def test_predictions_and_feedback_land_in_postgres(
     service_env: dict[str, str], fresh_database: str, sample_images: list[Path]
 ) -> None:
-    with TestClient(create_app(ServiceSettings(database_url=fresh_database))) as client:
+    with TestClient(create_app(Settings(prediction_db_url=fresh_database))) as client:
         prediction = client.post("/predict", files={"file": ("a.png", sample_images[0].read_bytes(), "image/png")})
         prediction_id = prediction.json()["prediction_id"]
         response = client.post(f"/feedback/{prediction_id}", json={"label": prediction.json()["label"]})
@@ -45,7 +45,7 @@ def test_predictions_and_feedback_land_in_postgres(
 def test_no_prediction_is_lost_while_postgres_is_down(
     service_env: dict[str, str], fresh_database: str, postgres_server: PostgresCluster, sample_images: list[Path]
 ) -> None:
-    with TestClient(create_app(ServiceSettings(database_url=fresh_database))) as client:
+    with TestClient(create_app(Settings(prediction_db_url=fresh_database))) as client:
         log = client.app.state.service.log  # type: ignore[attr-defined]
 
         def predict_all() -> None:

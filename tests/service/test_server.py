@@ -11,12 +11,12 @@ from pathlib import Path
 
 import httpx
 from fastapi.testclient import TestClient
-from services.dl_service.settings import ServiceSettings
 
 from services.dl_service.app import create_app
 from services.dl_service.metrics import served_versions_by_pid
 from tasks.core.pointer import write_pointer
-from tests.service.conftest import MODEL_NAME
+from tasks.core.settings import Settings
+from tests.helpers.models import MODEL_NAME
 
 ADMIN = {"Authorization": "Bearer test-token-1234"}
 
@@ -58,8 +58,8 @@ def test_reload_under_concurrent_load_fails_no_request(
 
 def test_predictions_survive_a_database_outage(service_env: dict[str, str], sample_images: list[Path]) -> None:
     """The database stays locked for a while (another writer holds it): rows are spooled, then written."""
-    database = service_env["MLOPS_SERVICE_DATABASE_URL"].removeprefix("sqlite:///")
-    with TestClient(create_app(ServiceSettings())) as client:
+    database = service_env["MLOPS_PREDICTION_DB_URL"].removeprefix("sqlite:///")
+    with TestClient(create_app(Settings())) as client:
         log = client.app.state.service.log  # type: ignore[attr-defined]
         client.post("/predict", files={"file": ("a.png", sample_images[0].read_bytes(), "image/png")})
         log.flush()
@@ -88,11 +88,11 @@ def test_predictions_survive_a_database_outage(service_env: dict[str, str], samp
 def test_two_worker_processes_share_metrics_and_converge_on_a_deploy(
     service_env: dict[str, str], model_storage: Path, sample_images: list[Path], tmp_path: Path
 ) -> None:
-    from tests.service.conftest import running_service
+    from tests.helpers.service import running_service
 
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
-    env = {**service_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    env = {**service_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "MLOPS_SERVICE_POINTER_POLL_SECONDS": "0.5"}
     with running_service(env, tmp_path / "workers.log", workers=2) as url:
         image = sample_images[0].read_bytes()
         with httpx.Client(timeout=30) as client:
@@ -113,12 +113,11 @@ def test_two_worker_processes_share_metrics_and_converge_on_a_deploy(
 def test_deploy_notification_reloads_a_running_service(
     service_env: dict[str, str], model_storage: Path, tmp_path: Path
 ) -> None:
-    """The deploy flow's reload request, against the real service (polling slowed so only the request can act)."""
+    """The deploy flow's reload request, against the real service (the hour-long poll leaves it to the request)."""
     from tasks.deployment.notify import notify_services
-    from tests.service.conftest import running_service
+    from tests.helpers.service import running_service
 
-    env = {**service_env, "MLOPS_SERVICE_POINTER_POLL_SECONDS": "3600"}
-    with running_service(env, tmp_path / "notify.log") as url:
+    with running_service(service_env, tmp_path / "notify.log") as url:
         write_pointer(str(model_storage), MODEL_NAME, "2", "deploy", {})
         without_token = notify_services([f"{url}/admin/reload"], None)[0]
         assert not without_token.ok and "401" in without_token.detail

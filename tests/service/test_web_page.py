@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.chromium
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Without these Chromium reaches for the network at start-up; this machine has none.
 CHROMIUM_ARGS = [
@@ -56,7 +58,7 @@ def test_upload_see_heat_map_and_send_feedback(
         expect(page.locator("#status")).to_contain_text("Refused (415)")
         browser.close()
 
-    database = service_env["MLOPS_SERVICE_DATABASE_URL"].removeprefix("sqlite:///")
+    database = service_env["MLOPS_PREDICTION_DB_URL"].removeprefix("sqlite:///")
     with sqlite3.connect(database) as connection:  # committed before the page could say "recorded"
         rows = connection.execute("SELECT prediction_id, label FROM feedback").fetchall()
     assert rows == [(prediction_id, other)]

@@ -12,8 +12,6 @@ from tasks.core.errors import DatasetBuildError
 from tasks.data.demo import SplitSizes, build_dataset_repository, read_idx
 from tasks.data.repository import checkout_revision, list_tags, run_dvc, run_git
 
-pytestmark = pytest.mark.data
-
 
 def manifest_at(repo: Path, tag: str) -> pd.DataFrame:
     checkout_revision(repo, tag)

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from configs.schema import REPO_ROOT
 from deployments.stack.local_stack import read_env_file
 from deployments.stack.servers import compose_binary
 from deployments.stack.write_secrets import secret_names, write_env_file
+from tasks.core.settings import REPO_ROOT
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "deployments" / "docker" / "Dockerfile"
@@ -202,7 +202,7 @@ def test_prometheus_scrapes_the_service_and_itself() -> None:
 
 
 def test_nginx_limits_uploads_like_the_service_and_guards_admin_routes() -> None:
-    from services.dl_service.settings import ServiceSettings
+    from tasks.core.settings import ServiceSettings
 
     conf = (REPO_ROOT / "deployments" / "nginx" / "nginx.conf").read_text()
     settings = ServiceSettings()

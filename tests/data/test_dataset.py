@@ -11,8 +11,6 @@ from tasks.core.errors import DatasetRevisionError
 from tasks.data.dataset import read_manifest, resolve_dataset, select_split
 from tasks.data.repository import run_git, working_copy_state
 
-pytestmark = pytest.mark.data
-
 
 def config(repo: Path, revision: str, **extra: object) -> DatasetConfig:
     return DatasetConfig(path=repo, revision=revision, **extra)  # type: ignore[arg-type]

@@ -13,8 +13,6 @@ from tasks.core.image_properties import properties_table
 from tasks.data.dataset import read_manifest
 from tasks.data.validation import raise_on_failures, validate_dataset
 
-pytestmark = pytest.mark.data
-
 
 @pytest.fixture
 def table(tiny_repo: Path) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy import create_engine, text
 
 from deployments.stack.local_stack import demo, running_stack
-from tests.conftest import TINY_TRAINING
+from tests.helpers.data import TINY_TRAINING
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
 

@@ -15,10 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from prefect.client.schemas.objects import FlowRun
-from services.dl_service.settings import ServiceSettings
 
-from configs.schema import REPO_ROOT, load_config
+from configs.schema import load_config
 from services.dl_service.app import create_app
+from tasks.core.settings import REPO_ROOT, Settings
 from tasks.data.dataset import read_manifest
 
 pytestmark = pytest.mark.flow
@@ -110,9 +110,10 @@ def test_monitor_flow_stays_quiet_on_fashion_and_flags_digits(
             f"monitor.webhook_url={url}",
             "monitor.retrain_on_drift=true",
         ],
+        root=REPO_ROOT,
     )
     retraining = applied_retraining_deployment()
-    with TestClient(create_app(ServiceSettings())) as client:
+    with TestClient(create_app(Settings())) as client:
         serve(client, fashion, list(test_rows["label"]))
         quiet = monitor_flow(config=config)
         runs_after_quiet = retraining_runs(retraining)

@@ -1,0 +1,49 @@
+"""Small real models, trained and published the way the train flow does, for the service and monitor tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import yaml
+
+from configs.schema import ModelConfig
+from tasks.core.bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, UAE_FILE
+from tasks.core.preprocessing import InputSpec, preprocess_image
+from tasks.data.dataset import class_names, properties_table, read_manifest, select_split
+from tasks.data.pipeline import evaluation_batches, image_dataset
+from tasks.training.drift_reference import build_reference_features
+from tasks.training.fit import compile_model
+from tasks.training.models import build_classifier, build_uae
+
+MODEL_NAME = "fashion-cnn"
+SPEC = InputSpec(28, 28)
+
+
+def build_bundle(folder: Path, data_dir: Path, seed: int) -> None:
+    """A small classifier trained for one epoch on the tiny repository, with its UAE and metadata."""
+    keras.utils.set_random_seed(seed)
+    manifest = read_manifest(data_dir)
+    names = class_names(manifest, "train")
+    rows = select_split(manifest, "train", None, seed)
+    model = build_classifier(ModelConfig(name=MODEL_NAME, filters=[8, 16], dense_units=32), len(names))
+    compile_model(model, 1e-3)
+    model.fit(evaluation_batches(image_dataset(data_dir, rows, names, SPEC), 32), epochs=1, verbose=0)
+    folder.mkdir(parents=True)
+    model.save(folder / MODEL_FILE)
+    encoder = build_uae((28, 28), 8, seed)
+    encoder.save(folder / UAE_FILE)
+    held_out = select_split(manifest, "validation", None, seed)
+    properties = properties_table(data_dir, held_out)
+    features = build_reference_features(model, encoder, data_dir, held_out, properties, names, SPEC)
+    features.to_parquet(folder / REFERENCE_FILE)
+    metadata = {"name": MODEL_NAME, "class_names": names, "input": SPEC.as_dict(), "seed": seed}
+    (folder / METADATA_FILE).write_text(yaml.safe_dump(metadata))
+
+
+def in_process_probabilities(storage: Path, version: str, image: Path) -> np.ndarray:
+    """What the published model says about an image, without the service."""
+    model = keras.models.load_model(storage / "models" / MODEL_NAME / version / MODEL_FILE)
+    pixels = preprocess_image(image.read_bytes(), SPEC).numpy()[None].astype(np.float32)
+    return np.asarray(model(pixels, training=False))[0]
