@@ -35,8 +35,8 @@ def ensure_work_pool(name: str, api_url: str) -> None:
         raise DeploymentError(f"could not create work pool {name!r}:\n{created.stdout}{created.stderr}")
 
 
-def apply_deployments(names: list[str], api_url: str, cron: str) -> str:
-    """``prefect deploy --name NAME ...`` from deployments/prefect.yaml; returns its output."""
+def apply_deployments(names: list[str], api_url: str, cron: str) -> None:
+    """``prefect deploy --name NAME ...`` from deployments/prefect.yaml; a failure carries its output."""
     env = {**os.environ, "PREFECT_API_URL": api_url, "MLOPS_REPO_ROOT": str(REPO_ROOT), "MLOPS_MONITOR_CRON": cron}
     selected = [argument for name in names for argument in ("--name", name)]
     command = _prefect("--no-prompt", "deploy", "--prefect-file", str(PREFECT_FILE), *selected)
@@ -45,7 +45,6 @@ def apply_deployments(names: list[str], api_url: str, cron: str) -> str:
         raise DeploymentError(
             f"prefect deploy {' '.join(selected)} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
         )
-    return result.stdout
 
 
 def _prefect(*args: str) -> list[str]:

@@ -9,8 +9,7 @@ import pytest
 
 from configs.schema import ValidationConfig
 from tasks.core.errors import DataValidationError
-from tasks.core.image_properties import properties_table
-from tasks.data.dataset import read_manifest
+from tasks.data.dataset import properties_table, read_manifest
 from tasks.data.validation import raise_on_failures, validate_dataset
 
 

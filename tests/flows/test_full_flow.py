@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,6 @@ pytestmark = [pytest.mark.flow, pytest.mark.slow]
 LEARNED = "evaluate.thresholds={accuracy: [0.45, lower], ece: [0.9, upper]}"
 TINY = [LEARNED, "deploy.margin=1.0", "deploy.monitor_cron=15 4 * * 2"]
 UNTRAINED = "train.learning_rate=1e-9"
-
-
-@pytest.fixture
-def flow_state(prefect_api: None, state_dir: Path) -> Iterator[Path]:
-    """Cached task results live in this test's state folder, so no test reuses another's."""
-    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
-
-    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: state_dir / "prefect-results"}):
-        yield state_dir
 
 
 def full_config(repo: Path, *overrides: str) -> FlowConfig:
@@ -96,7 +86,7 @@ def test_rollback_restores_alias_and_pointer(
     flow_state: Path, tiny_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from flows.full_flow import full_flow
-    from tasks.ops import main as ops
+    from tasks.ops.cli import main as ops
 
     full_flow(config=full_config(tiny_repo), config_file="full.yaml")
     second = full_flow(config=full_config(tiny_repo, "train.seed=7"), config_file="full.yaml")

@@ -125,7 +125,7 @@ def test_feedback_is_stored_and_checked(
     ids=["empty", "text", "truncated", "16-bit", "too-many-pixels"],
 )
 def test_bad_input_gets_a_4xx_with_a_reason(client: TestClient, content: bytes, status: int, reason: str) -> None:
-    client.app.state.settings.max_pixels = 1_000_000  # type: ignore[attr-defined]
+    client.app.state.settings.service.max_pixels = 1_000_000  # type: ignore[attr-defined]
     response = client.post("/predict", files=upload(content))
     assert response.status_code == status, response.text
     assert reason in response.json()["detail"]
@@ -133,7 +133,7 @@ def test_bad_input_gets_a_4xx_with_a_reason(client: TestClient, content: bytes, 
 
 
 def test_oversized_upload_is_413(client: TestClient) -> None:
-    client.app.state.settings.max_upload_bytes = 1000  # type: ignore[attr-defined]
+    client.app.state.settings.service.max_upload_bytes = 1000  # type: ignore[attr-defined]
     response = client.post("/predict", files=upload(png(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8))))
     assert response.status_code == 413 and "limit is 1,000" in response.json()["detail"]
 

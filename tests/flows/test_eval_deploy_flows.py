@@ -1,0 +1,59 @@
+"""The evaluate and deploy flows run on their own, after a train flow, as an operator would run them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tasks.core.errors import MlopsError, QualityGateError
+from tasks.core.pointer import read_pointer
+from tasks.core.settings import get_settings
+from tests.helpers.data import tiny_config
+
+pytestmark = pytest.mark.slow
+
+GATE = "evaluate.thresholds={accuracy: [0.45, lower]}"
+
+
+def registry() -> MlflowClient:
+    return MlflowClient(get_settings().mlflow_tracking_uri)
+
+
+def test_evaluate_and_deploy_flows_alone(flow_state: Path, tiny_repo: Path) -> None:
+    from flows.deploy_flow import deploy_flow
+    from flows.eval_flow import eval_flow
+    from flows.train_flow import train_flow
+
+    with pytest.raises(MlopsError, match="has no 'challenger' version; run the train flow"):
+        eval_flow(config=tiny_config(tiny_repo, GATE, config="eval_config.yaml"))
+
+    train_flow(config=tiny_config(tiny_repo, config="train_config.yaml"))
+    evaluated = eval_flow(config=tiny_config(tiny_repo, GATE, config="eval_config.yaml"))
+    assert evaluated.version == "1" and evaluated.rows == 100 and evaluated.metrics["accuracy"] > 0.45
+    deployed = deploy_flow(config=tiny_config(tiny_repo, GATE, config="deploy_config.yaml"))
+    assert deployed.promoted and deployed.champion_before is None and deployed.champion_after == "1"
+    assert deployed.challenger_metrics["accuracy"] == pytest.approx(evaluated.metrics["accuracy"])
+
+    # A second model, trained without data validation, judged by deploy alone against the champion.
+    second = train_flow(
+        config=tiny_config(tiny_repo, "train.seed=7", "dataset.validation.enabled=false", config="train_config.yaml")
+    )
+    run = registry().get_run(second.run_id)
+    assert run.data.tags["data_validation.enabled"] == "false"
+    assert "data_validation" not in {a.path for a in registry().list_artifacts(second.run_id)}
+    strict = tiny_config(tiny_repo, "evaluate.thresholds={accuracy: [0.99, lower]}", config="eval_config.yaml")
+    with pytest.raises(QualityGateError, match="version 2 failed the quality gate"):
+        eval_flow(config=strict)
+    failed = registry().search_runs(
+        [run.info.experiment_id], "tags.flow = 'evaluate'", order_by=["attributes.start_time DESC"]
+    )[0]
+    assert failed.info.status == "FAILED"
+    kept_out = deploy_flow(
+        config=tiny_config(tiny_repo, "evaluate.thresholds={accuracy: [0.99, lower]}", config="deploy_config.yaml")
+    )
+    assert not kept_out.promoted and "failed the quality gate" in kept_out.reason
+    assert kept_out.champion_metrics is not None and kept_out.champion_after == "1"
+    pointer = read_pointer(get_settings().central_storage_url, "fashion-cnn")
+    assert pointer is not None and pointer.version == "1"

@@ -1,0 +1,95 @@
+"""Real Fashion-MNIST images as a plain image folder, and the project's small CNN trained on it the way
+the train task does, for the model-behaviour tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from configs.schema import FlowConfig, load_config
+from tasks.core.preprocessing import InputSpec, preprocess_image
+from tasks.core.settings import REPO_ROOT
+from tasks.data.dataset import class_names, read_manifest, select_split
+from tasks.data.demo import CLASS_NAMES, load_source, png_bytes
+from tasks.data.pipeline import evaluation_batches, image_dataset
+from tasks.training.augmentation import build_augmenter
+from tasks.training.batches import training_batches
+from tasks.training.fit import compile_model, fit_model
+from tasks.training.models import build_classifier
+
+SPEC = InputSpec(28, 28)
+# split -> (release of the original dataset, first index, number of images); train and validation
+# do not overlap, and test comes from the original test release.
+FOLDER_SPLITS = {
+    "train": ("train", 0, 10_000),
+    "validation": ("train", 10_000, 500),
+    "test": ("test", 0, 1_000),
+}
+
+
+@dataclass
+class TrainedClassifier:
+    model: keras.Model
+    class_names: list[str]
+    history: dict[str, list[float]]
+    config: FlowConfig
+
+
+def write_image_folder(source: Path, folder: Path) -> Path:
+    """The images of ``FOLDER_SPLITS`` as ``<split>/<class>/<release>-<index>.png`` under ``folder``."""
+    releases = load_source(source)
+    for split, (release, start, count) in FOLDER_SPLITS.items():
+        images, labels = releases[release]
+        for index in range(start, start + count):
+            path = folder / split / CLASS_NAMES[labels[index]] / f"{release}-{index:05d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png_bytes(images[index]))
+    return folder
+
+
+def shipped_config(*overrides: str) -> FlowConfig:
+    """The shipped experiment (model and augmentation as users run them), with ``overrides`` last."""
+    return load_config(REPO_ROOT / "configs" / "full_flow_config.yaml", list(overrides), root=REPO_ROOT)
+
+
+def train_classifier(data_dir: Path, config: FlowConfig) -> TrainedClassifier:
+    """Train on ``data_dir`` with the train task's pipeline, network and fit, seeded by the config."""
+    train = config.train
+    keras.utils.set_random_seed(train.seed)
+    manifest = read_manifest(data_dir)
+    names = class_names(manifest, "train")
+    # As the train task does: the layout lists images by class, so they are shuffled before the buffer.
+    rows = select_split(manifest, "train", None, train.seed).sample(frac=1.0, random_state=train.seed)
+    batches = training_batches(
+        image_dataset(data_dir, rows, names, SPEC),
+        train.batch_size,
+        train.seed,
+        train.shuffle_buffer,
+        build_augmenter(train.augmentation, train.seed),
+    )
+    validation_rows = select_split(manifest, "validation", None, train.seed)
+    validation = evaluation_batches(image_dataset(data_dir, validation_rows, names, SPEC), 512)
+    model = build_classifier(config.model, len(names))
+    compile_model(model, train.learning_rate)
+    history = fit_model(model, batches, validation, train, keras.callbacks.Callback())
+    return TrainedClassifier(model, names, history, config)
+
+
+def untrained_classifier(config: FlowConfig, num_classes: int, seed: int) -> keras.Model:
+    """The same architecture with fresh random weights."""
+    keras.utils.set_random_seed(seed)
+    return build_classifier(config.model, num_classes)
+
+
+def blank_image(value: int) -> np.ndarray:
+    """A uniform 28x28 grayscale image, through the PNG encoding and the shared preprocessing."""
+    encoded = png_bytes(np.full((28, 28), value, dtype=np.uint8))
+    return preprocess_image(encoded, SPEC).numpy()
+
+
+def probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """The model's class probabilities for a batch of the preprocessing's uint8 images."""
+    return np.asarray(model(images.astype(np.float32), training=False))

@@ -1,0 +1,192 @@
+"""MicroBatcher's closing rule, shown by the batch sizes a fake model is called with.
+
+A batch closes when it holds ``max_batch`` images, or when the model is free and its oldest request
+has waited ``max_wait``; while the model is busy the next batch grows instead of closing on a timer.
+Every caller gets its own row back, an unloaded model refuses with its reason, and a corrupt image
+fails only its own request, naming its index. The model is a fake on purpose: the rule is under test,
+not TensorFlow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, cast
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from services.dl_service.batching import BatchOutput, MicroBatcher
+from services.dl_service.images import ImageRejected
+from services.dl_service.model import ModelManager, ModelUnavailable
+
+T = TypeVar("T")
+CORRUPT = b"corrupt"  # the bytes the fake's decoder refuses, as TensorFlow's would a truncated PNG
+
+
+class FakeModel:
+    """Stands in for ServedModel: row i of its outputs encodes the number written in image i's bytes."""
+
+    def __init__(self, busy: bool = False) -> None:
+        self.calls: list[int] = []  # the batch size of each call, in order
+        self.entered = threading.Event()  # set once the first call has started
+        self.free = threading.Event()  # a busy model holds every call until this is set
+        if not busy:
+            self.free.set()
+
+    def predict(self, encoded: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        self.calls.append(len(encoded))
+        self.entered.set()
+        self.free.wait(timeout=30)
+        if CORRUPT in encoded:
+            raise tf.errors.InvalidArgumentError(None, None, "the decoder refused an image")
+        numbers = np.array([float(int(content)) for content in encoded])
+        return np.stack([numbers, -numbers], axis=1), numbers[:, None] * 10
+
+
+class FakeManager:
+    """What MicroBatcher reads of ModelManager: whether a model is loaded, why not, and the current one."""
+
+    def __init__(self, model: FakeModel | None, unavailable_reason: str = "no model loaded yet") -> None:
+        self.model, self.unavailable_reason = model, unavailable_reason
+
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None
+
+    @property
+    def current(self) -> FakeModel:
+        if self.model is None:
+            raise ModelUnavailable(self.unavailable_reason)
+        return self.model
+
+
+def with_batcher(
+    manager: FakeManager, max_batch: int, max_wait: float, scenario: Callable[[MicroBatcher], Awaitable[T]]
+) -> T:
+    """Run ``scenario`` against a started batcher in a fresh event loop; free the model and stop after."""
+
+    async def main() -> T:
+        batcher = MicroBatcher(cast(ModelManager, manager), max_batch, max_wait)
+        batcher.start()
+        try:
+            return await scenario(batcher)
+        finally:
+            if manager.model is not None:
+                manager.model.free.set()
+            await batcher.stop()
+
+    return asyncio.run(main())
+
+
+def image(number: int) -> bytes:
+    return str(number).encode()
+
+
+def row(outputs: list[BatchOutput]) -> list[list[float]]:
+    return [output.probabilities.tolist() for output in outputs]
+
+
+def test_micro_batcher_splits_a_burst_into_full_batches_and_answers_each_caller_with_its_row() -> None:
+    model = FakeModel()
+
+    async def burst(batcher: MicroBatcher) -> list[list[BatchOutput]]:
+        return await asyncio.gather(*(batcher.submit([image(n)]) for n in range(10)))
+
+    answers = with_batcher(FakeManager(model), max_batch=4, max_wait=0.05, scenario=burst)
+    assert model.calls == [4, 4, 2]
+    assert [row(answer) for answer in answers] == [[[n, -n]] for n in range(10)]
+    assert [answer[0].features.tolist() for answer in answers] == [[10.0 * n] for n in range(10)]
+    assert [answer[0].batch_size for answer in answers] == [4] * 8 + [2] * 2
+    assert all(answer[0].model is model for answer in answers)
+
+
+def test_micro_batcher_returns_a_request_larger_than_a_batch_in_image_order() -> None:
+    model = FakeModel()
+
+    async def one_request(batcher: MicroBatcher) -> list[BatchOutput]:
+        return await batcher.submit([image(n) for n in range(7)])
+
+    outputs = with_batcher(FakeManager(model), max_batch=3, max_wait=0.05, scenario=one_request)
+    assert model.calls == [3, 3, 1]
+    assert row(outputs) == [[n, -n] for n in range(7)]
+
+
+def test_micro_batcher_answers_a_lone_request_after_max_wait_when_the_model_is_free() -> None:
+    model = FakeModel()
+
+    async def lone(batcher: MicroBatcher) -> tuple[list[BatchOutput], float]:
+        start = time.perf_counter()
+        outputs = await batcher.submit([image(7)])
+        return outputs, time.perf_counter() - start
+
+    outputs, seconds = with_batcher(FakeManager(model), max_batch=8, max_wait=0.3, scenario=lone)
+    assert model.calls == [1]
+    assert row(outputs) == [[7, -7]]
+    # It waited for company (0.3 s), then went alone; the upper bound is loose for a loaded machine.
+    assert 0.25 <= seconds < 5.0
+
+
+def test_micro_batcher_puts_requests_arriving_within_max_wait_into_one_call() -> None:
+    model = FakeModel()
+
+    async def trickle(batcher: MicroBatcher) -> list[list[BatchOutput]]:
+        requests = []
+        for n in range(3):
+            requests.append(asyncio.create_task(batcher.submit([image(n)])))
+            await asyncio.sleep(0.05)  # three arrivals over ~0.1 s, well inside the 0.6 s wait
+        return await asyncio.gather(*requests)
+
+    answers = with_batcher(FakeManager(model), max_batch=8, max_wait=0.6, scenario=trickle)
+    assert model.calls == [3]
+    assert [row(answer) for answer in answers] == [[[n, -n]] for n in range(3)]
+
+
+def test_micro_batcher_grows_the_next_batch_while_the_model_is_busy() -> None:
+    model = FakeModel(busy=True)
+
+    async def during_a_slow_call(batcher: MicroBatcher) -> list[list[BatchOutput]]:
+        first = asyncio.create_task(batcher.submit([image(100)]))
+        assert await asyncio.to_thread(model.entered.wait, 10), "the first batch never reached the model"
+        later = []
+        for n in range(11):
+            later.append(asyncio.create_task(batcher.submit([image(n)])))
+            await asyncio.sleep(0.03)  # 11 arrivals over ~0.33 s, fifteen times max_wait
+        model.free.set()
+        return await asyncio.gather(first, *later)
+
+    answers = with_batcher(FakeManager(model), max_batch=8, max_wait=0.02, scenario=during_a_slow_call)
+    # A timer-closed batcher would have called the model once per arrival: [1, 1, 1, ...].
+    assert model.calls == [1, 8, 3]
+    assert [row(answer) for answer in answers] == [[[n, -n]] for n in (100, *range(11))]
+    assert [answer[0].batch_size for answer in answers] == [1] + [8] * 8 + [3] * 3
+
+
+def test_micro_batcher_submit_raises_model_unavailable_with_the_reason() -> None:
+    reason = "no production model for 'fashion-cnn' yet: run the deploy flow"
+
+    async def ask(batcher: MicroBatcher) -> list[BatchOutput]:
+        return await batcher.submit([image(1)])
+
+    with pytest.raises(ModelUnavailable, match=re.escape(reason)):
+        with_batcher(FakeManager(None, reason), max_batch=4, max_wait=0.01, scenario=ask)
+
+
+def test_micro_batcher_names_the_corrupt_image_of_a_request_and_answers_the_others() -> None:
+    model = FakeModel()
+
+    async def mixed(batcher: MicroBatcher) -> list[list[BatchOutput] | BaseException]:
+        return await asyncio.gather(
+            batcher.submit([image(1), CORRUPT, image(3)]), batcher.submit([image(4)]), return_exceptions=True
+        )
+
+    rejected, other = with_batcher(FakeManager(model), max_batch=8, max_wait=0.05, scenario=mixed)
+    assert isinstance(rejected, ImageRejected)
+    assert (rejected.index, rejected.status_code) == (1, 422)
+    assert not isinstance(other, BaseException)
+    assert row(other) == [[4, -4]]
+    assert model.calls == [4, 1, 1, 1, 1]  # the shared batch failed, so each image was tried alone
