@@ -11,8 +11,8 @@ import os
 import keras
 import numpy as np
 from fastapi import FastAPI, File, UploadFile
-from services.dl_service.app import NO_OPENTELEMETRY
 
+from services.dl_service.app import NO_OPENTELEMETRY
 from tasks.core.preprocessing import InputSpec, preprocess_image
 
 

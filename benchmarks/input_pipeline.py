@@ -38,17 +38,16 @@ def main() -> int:
 
     import keras
     import tensorflow as tf
-    from tasks.training.metadata import input_spec
 
     from configs.schema import load_config
+    from tasks.core.settings import REPO_ROOT
     from tasks.data.dataset import class_names, read_manifest, select_split
     from tasks.data.pipeline import image_dataset
-    from tasks.training.batches import training_batches
     from tasks.training.augmentation import build_augmenter
+    from tasks.training.batches import training_batches
     from tasks.training.fit import compile_model
+    from tasks.training.metadata import input_spec
     from tasks.training.models import build_classifier
-
-    from tasks.core.settings import REPO_ROOT
 
     config = load_config(args.config, root=REPO_ROOT)
     data_dir = config.dataset.path / "data"

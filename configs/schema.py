@@ -213,6 +213,15 @@ class FlowConfig(StrictModel):
     deploy: DeployConfig = Field(default_factory=DeployConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
+    @property
+    def experiment(self) -> str:
+        """The MLflow experiment every flow of this config reports to."""
+        return self.train.experiment
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name
+
 
 def load_config(path: Path | str, overrides: list[str] | None = None, root: Path | None = None) -> FlowConfig:
     """Read a YAML config (and the files it extends), apply ``section.key=value`` overrides, validate it.

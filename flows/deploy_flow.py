@@ -43,9 +43,7 @@ def deploy_flow(
     """
     config = resolve_config(config, config_file, REPO_ROOT)
     name = config.model.name
-    with tracking_run(
-        config, flow="deploy", experiment=config.train.experiment, model_name=name, config_file=config_file
-    ) as run:
+    with tracking_run(config, "deploy", config_file) as run:
         challenger = require_challenger(name, version, run)
         champion = resolve_model_version(name, None, CHAMPION_ALIAS, run)
         decision = judge_challenger(config, challenger, champion, challenger_metrics, run)

@@ -29,9 +29,7 @@ def eval_flow(config: FlowConfig | None = None, config_file: str = "", version: 
     """Evaluate ``version`` (default: the ``challenger`` alias); raise QualityGateError on violations."""
     config = resolve_config(config, config_file, REPO_ROOT)
     name = config.model.name
-    with tracking_run(
-        config, flow="evaluate", experiment=config.train.experiment, model_name=name, config_file=config_file
-    ) as run:
+    with tracking_run(config, "evaluate", config_file) as run:
         version = require_challenger(name, version, run)
         ref = resolve_dataset(config.dataset, run)
         evaluation = evaluate_model(config, ref, version, run)

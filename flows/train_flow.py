@@ -29,9 +29,7 @@ class TrainResult(BaseModel):
 def train_flow(config: FlowConfig | None = None, config_file: str = "") -> TrainResult:
     config = resolve_config(config, config_file, REPO_ROOT)
     name, seed = config.model.name, config.train.seed
-    with tracking_run(
-        config, flow="train", experiment=config.train.experiment, model_name=name, config_file=config_file
-    ) as run:
+    with tracking_run(config, "train", config_file) as run:
         ref = resolve_dataset(config.dataset, run)
         table = build_property_table(ref, config.dataset, seed, run)
         validate_dataset(table, config.dataset, seed, run)

@@ -8,8 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-
-from pydantic import BaseModel
+from typing import Any
 
 from tasks.core.settings import REPO_ROOT
 
@@ -45,9 +44,9 @@ def code_version(repo: Path = REPO_ROOT) -> CodeVersion:
     return CodeVersion(commit, dirty)
 
 
-def config_hash(config: BaseModel) -> str:
-    """A stable hash of the validated config (defaults included), to tell two runs apart."""
-    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+def config_hash(values: dict[str, Any]) -> str:
+    """A stable hash of a validated config's values (defaults included), to tell two runs apart."""
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

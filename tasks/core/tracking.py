@@ -13,13 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import mlflow
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from pydantic import BaseModel
 
 from tasks.core.provenance import code_version, config_hash
 from tasks.core.settings import Settings, get_settings
@@ -28,6 +27,18 @@ logger = logging.getLogger(__name__)
 
 CHALLENGER_ALIAS = "challenger"
 CHAMPION_ALIAS = "champion"
+
+
+class TrackedConfig(Protocol):
+    """What a run reads of a flow's config: the whole of it as params, its experiment and model name."""
+
+    @property
+    def experiment(self) -> str: ...
+
+    @property
+    def model_name(self) -> str: ...
+
+    def model_dump(self, *, mode: str) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -63,9 +74,7 @@ def mlflow_client(settings: Settings) -> MlflowClient:
 
 
 @contextmanager
-def tracking_run(
-    config: BaseModel, *, flow: str, experiment: str, model_name: str, config_file: str = ""
-) -> Iterator[TrackingRun]:
+def tracking_run(config: TrackedConfig, flow: str, config_file: str = "") -> Iterator[TrackingRun]:
     """Open a run whose params are the whole validated config; end it FINISHED, or FAILED on any exception.
 
     MLflow's global URIs are set here, once per run, for the fluent calls that need them (logging a model).
@@ -74,22 +83,22 @@ def tracking_run(
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_registry_uri)
     client = mlflow_client(settings)
-    experiment_id = ensure_experiment(client, experiment, settings)
-    code = code_version()
+    experiment_id = ensure_experiment(client, config.experiment, settings)
+    code, values = code_version(), config.model_dump(mode="json")
     tags = {
         "config_file": config_file,
         "git_commit": code.commit,
         "git_dirty": str(code.dirty).lower(),
-        "config_hash": config_hash(config),
+        "config_hash": config_hash(values),
         "flow": flow,
-        "mlflow.runName": f"{flow}-{model_name}",
+        "mlflow.runName": f"{flow}-{config.model_name}",
     }
     run_id = client.create_run(experiment_id, tags=tags).info.run_id
     workdir = settings.state_dir / "runs" / run_id
     workdir.mkdir(parents=True, exist_ok=True)
     run = TrackingRun(run_id, experiment_id, workdir, settings, client)
-    run.log_params(flatten(config.model_dump(mode="json")))
-    logger.info("MLflow run %s (experiment %s)", run_id, experiment)
+    run.log_params(flatten(values))
+    logger.info("MLflow run %s (experiment %s)", run_id, config.experiment)
     status = "FAILED"
     try:
         yield run

@@ -49,7 +49,7 @@ def model_metadata(config: FlowConfig, ref: DatasetRef, trained: TrainedModel, r
             "modified": ref.modified,
         },
         "code": asdict(code_version()),
-        "config_hash": config_hash(config),
+        "config_hash": config_hash(config.model_dump(mode="json")),
         "metrics": trained.metrics,
         "epochs_run": trained.epochs_run,
         "drift": config.train.drift.model_dump(mode="json"),

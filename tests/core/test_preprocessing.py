@@ -6,6 +6,7 @@ import io
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from tasks.core.preprocessing import InputSpec, preprocess_image
@@ -52,5 +53,5 @@ def test_preprocess_resizes_other_sizes_and_jpeg() -> None:
 
 
 def test_preprocess_rejects_bytes_that_are_not_an_image() -> None:
-    with pytest.raises(Exception, match=r"(?i)unknown image file format|decode"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?i)unknown image file format|decode"):
         preprocess_image(b"definitely not an image", SPEC)

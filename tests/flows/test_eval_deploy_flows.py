@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 from tasks.core.errors import MlopsError, QualityGateError
 from tasks.core.pointer import read_pointer
 from tasks.core.settings import get_settings
+from tasks.core.tracking import mlflow_client
 from tests.helpers.data import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -18,7 +19,7 @@ GATE = "evaluate.thresholds={accuracy: [0.45, lower]}"
 
 
 def registry() -> MlflowClient:
-    return MlflowClient(get_settings().mlflow_tracking_uri)
+    return mlflow_client(get_settings())
 
 
 def test_evaluate_and_deploy_flows_alone(flow_state: Path, tiny_repo: Path) -> None:

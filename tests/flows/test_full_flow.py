@@ -12,6 +12,7 @@ from configs.schema import FlowConfig
 from tasks.core.errors import QualityGateError
 from tasks.core.pointer import read_pointer
 from tasks.core.settings import get_settings
+from tasks.core.tracking import mlflow_client
 from tests.helpers.data import tiny_config
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
@@ -28,7 +29,7 @@ def full_config(repo: Path, *overrides: str) -> FlowConfig:
 
 
 def registry() -> MlflowClient:
-    return MlflowClient(get_settings().mlflow_tracking_uri)
+    return mlflow_client(get_settings())
 
 
 def test_full_flow_promotes_reuses_cache_and_gate_refuses_weak_model(flow_state: Path, tiny_repo: Path) -> None:

@@ -8,11 +8,11 @@ import mlflow
 import pandas as pd
 import pytest
 import yaml
-from mlflow.tracking import MlflowClient
 
 from tasks.core.errors import DataValidationError
 from tasks.core.settings import get_settings
 from tasks.core.storage import verify_version
+from tasks.core.tracking import mlflow_client
 from tests.helpers.data import tiny_config
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
@@ -26,7 +26,7 @@ def test_train_flow_records_registers_and_publishes(prefect_api: None, state_dir
     )
     settings = get_settings()
 
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = mlflow_client(settings)
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["train.epochs"] == "3" and run.data.params["dataset.revision"] == "v2.0"
@@ -70,7 +70,7 @@ def test_train_flow_stops_on_failed_validation_and_marks_run_failed(
     config = tiny_config(tiny_repo, "dataset.validation.min_samples_per_class=1000", config="train_config.yaml")
     with pytest.raises(DataValidationError, match="fewer than 1000"):
         train_flow(config=config, config_file="strict.yaml")
-    client = MlflowClient(get_settings().mlflow_tracking_uri)
+    client = mlflow_client(get_settings())
     runs = client.search_runs([client.get_experiment_by_name("image-classification").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
     assert not (state_dir / "storage" / "models").exists()

@@ -128,7 +128,7 @@ def test_ks_test_detects_a_half_sd_shift(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(10))
 def test_class_mix_test_detects_a_class_that_doubles(seed: int) -> None:
     rng = np.random.default_rng(1000 + seed)
-    classes = NAMES + ["bag"]
+    classes = [*NAMES, "bag"]
     reference = rng.choice(classes, 500, p=[0.25, 0.25, 0.25, 0.25])
     current = rng.choice(classes, 500, p=[0.5, 1 / 6, 1 / 6, 1 / 6])  # coats from a quarter to a half
     assert class_mix_test(reference, current, classes, "mix").p_value < 0.01

@@ -22,7 +22,7 @@ MODEL = "fashion-cnn"
 # uses, so the seconds between writing the rows and reading the window cannot move a row across one.
 ROWS = {
     "v2-6d": (MODEL, "2", 6.5),
-    "v2-4d": (MODEL, "2", 4.5),
+    "v2-3d": (MODEL, "2", 3.5),
     "v2-2d": (MODEL, "2", 2.5),
     "v2-1d": (MODEL, "2", 1.5),
     "v2-0d": (MODEL, "2", 0.5),
@@ -104,7 +104,7 @@ def test_load_window_returns_only_the_asked_model_and_version(log_url: str) -> N
     everything = MonitorConfig(window_size=None, window_days=None)
     assert window_ids(log_url, "1", everything) == ["v1-5d", "v1-3d"]
     window = load_window(log_url, MODEL, "2", everything)
-    assert window["id"].tolist() == ["v2-6d", "v2-4d", "v2-2d", "v2-1d", "v2-0d"]
+    assert window["id"].tolist() == ["v2-6d", "v2-3d", "v2-2d", "v2-1d", "v2-0d"]
     assert set(window["model_name"]) == {MODEL}
     assert set(window["model_version"]) == {"2"}
 
@@ -114,7 +114,7 @@ def test_load_window_attaches_the_latest_feedback_label(log_url: str) -> None:
     labels = dict(zip(window["id"], window["label"], strict=True))
     assert labels["v2-1d"] == "shirt"  # labelled "dress" first, then corrected
     assert labels["v2-0d"] == "coat"
-    assert [row_id for row_id, label in labels.items() if pd.isna(label)] == ["v2-6d", "v2-4d", "v2-2d"]
+    assert [row_id for row_id, label in labels.items() if pd.isna(label)] == ["v2-6d", "v2-3d", "v2-2d"]
 
 
 @pytest.mark.parametrize(

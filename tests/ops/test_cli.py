@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 from tasks.core.pointer import read_pointer
 from tasks.core.settings import get_settings
+from tasks.core.tracking import mlflow_client
 from tasks.ops.cli import main as ops
 from tests.helpers.models import MODEL_NAME
 
@@ -18,7 +18,7 @@ def registered(prefect_api: None, state_dir: Path, model_storage: Path, monkeypa
     """Versions 1 and 2 published and registered, production on version 1 with no earlier version."""
     monkeypatch.setenv("MLOPS_STORAGE_URL", str(model_storage))
     get_settings.cache_clear()
-    client = MlflowClient(get_settings().mlflow_tracking_uri)
+    client = mlflow_client(get_settings())
     client.create_registered_model(MODEL_NAME)
     for version in ("1", "2"):
         client.create_model_version(MODEL_NAME, str(model_storage / "models" / MODEL_NAME / version))
@@ -27,9 +27,7 @@ def registered(prefect_api: None, state_dir: Path, model_storage: Path, monkeypa
 
 
 def champion() -> str:
-    return str(
-        MlflowClient(get_settings().mlflow_tracking_uri).get_model_version_by_alias(MODEL_NAME, "champion").version
-    )
+    return str(mlflow_client(get_settings()).get_model_version_by_alias(MODEL_NAME, "champion").version)
 
 
 def test_rollback_with_no_previous_version_says_what_to_do_and_changes_nothing(

@@ -39,7 +39,8 @@ def test_classifier_outputs_probabilities_and_names_last_conv() -> None:
     probabilities = model(x).numpy()
     assert probabilities.shape == (3, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    assert model.get_layer(LAST_CONV_LAYER) is not None
+    explained = model.get_layer(LAST_CONV_LAYER)  # what Grad-CAM differentiates: a spatial feature map
+    assert len(explained.output.shape) == 4 and explained.output.shape[1:3] == (14, 14)
 
 
 def test_mobilenet_builds_from_random_weights() -> None:
