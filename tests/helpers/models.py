@@ -26,7 +26,7 @@ def build_bundle(folder: Path, data_dir: Path, seed: int) -> None:
     keras.utils.set_random_seed(seed)
     manifest = read_manifest(data_dir)
     names = class_names(manifest, "train")
-    rows = select_split(manifest, "train", None, seed)
+    rows = select_split(manifest, "train", None, seed).sample(frac=1.0, random_state=seed)  # not class by class
     model = build_classifier(ModelConfig(name=MODEL_NAME, filters=[8, 16], dense_units=32), len(names))
     compile_model(model, 1e-3)
     model.fit(evaluation_batches(image_dataset(data_dir, rows, names, SPEC), 32), epochs=1, verbose=0)

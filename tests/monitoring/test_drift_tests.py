@@ -21,7 +21,8 @@ from tasks.monitoring.drift_tests import bonferroni, class_mix_test, ks_test, mm
 from tasks.monitoring.verdict import decide
 
 ALPHA = 0.05
-SEEDS = 60
+SEEDS = 60  # for the tests that cost milliseconds a pair (MMD, the whole verdict)
+CHEAP_SEEDS = 400  # for those that cost microseconds (KS, chi-square): a tighter allowance
 NAMES = ["coat", "dress", "shirt"]
 TEN_CLASSES = [f"class-{i}" for i in range(10)]
 
@@ -30,17 +31,18 @@ def allowed_false_alarm_rate(alpha: float, trials: int) -> float:
     """The largest share of false alarms a calibrated test shows by chance over ``trials`` seeds.
 
     The number of alarms is Binomial(trials, alpha), so the share has standard deviation
-    sqrt(alpha (1 - alpha) / trials); a calibrated test exceeds alpha plus three of them with
-    probability 0.3 % at 60 seeds (at most 8 alarms allowed), while one alarming at three times
-    alpha exceeds it more often than not. The seeds are fixed, so a pass stays a pass.
+    sqrt(alpha (1 - alpha) / trials). A calibrated test exceeds alpha plus three of them with
+    probability about 0.3 %; a test alarming at 3 x alpha exceeds it more often than not at 60
+    seeds, and one alarming at 2 x alpha fails 86 % of the time at 400 seeds. The seeds are fixed,
+    so the outcome is the same on every run.
     """
     return alpha + 3 * math.sqrt(alpha * (1 - alpha) / trials)
 
 
-def false_alarm_rate(p_value_of_seed: Callable[[np.random.Generator, int], float]) -> float:
-    """The share of SEEDS seeds whose p-value falls below ALPHA."""
-    alarms = [p_value_of_seed(np.random.default_rng(seed), seed) < ALPHA for seed in range(SEEDS)]
-    return sum(alarms) / SEEDS
+def false_alarm_rate(p_value_of_seed: Callable[[np.random.Generator, int], float], seeds: int) -> float:
+    """The share of ``seeds`` seeded draws whose p-value falls below ALPHA."""
+    alarms = [p_value_of_seed(np.random.default_rng(seed), seed) < ALPHA for seed in range(seeds)]
+    return sum(alarms) / seeds
 
 
 def monitor_frame(rng: np.random.Generator, rows: int, embedding_shift: float = 0.0) -> pd.DataFrame:
@@ -64,7 +66,7 @@ def monitor_frame(rng: np.random.Generator, rows: int, embedding_shift: float = 
 
 
 def shifted_gaussians(rng: np.random.Generator, rows: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
-    """200 x 8 reference and window; the window's first three dimensions moved by ``shift`` sd."""
+    """A ``rows`` x 8 reference and window; the window's first three dimensions moved by ``shift`` sd."""
     reference, current = rng.normal(size=(rows, 8)), rng.normal(size=(rows, 8))
     current[:, :3] += shift
     return reference, current
@@ -75,33 +77,30 @@ def test_mmd_permutation_test_false_alarm_rate_is_at_most_alpha_on_one_distribut
         reference, current = shifted_gaussians(rng, 200, 0.0)
         return mmd_permutation_test(reference, current, "UAE", permutations=200, seed=seed).p_value
 
-    assert false_alarm_rate(p_value) <= allowed_false_alarm_rate(ALPHA, SEEDS)
+    assert false_alarm_rate(p_value, SEEDS) <= allowed_false_alarm_rate(ALPHA, SEEDS)
 
 
 def test_ks_test_false_alarm_rate_is_at_most_alpha_on_one_distribution() -> None:
     def p_value(rng: np.random.Generator, seed: int) -> float:
         return ks_test(rng.normal(size=200), rng.normal(size=200), "brightness").p_value
 
-    assert false_alarm_rate(p_value) <= allowed_false_alarm_rate(ALPHA, SEEDS)
+    assert false_alarm_rate(p_value, CHEAP_SEEDS) <= allowed_false_alarm_rate(ALPHA, CHEAP_SEEDS)
 
 
 def test_class_mix_test_false_alarm_rate_is_at_most_alpha_when_the_reference_dwarfs_the_window() -> None:
     def p_value(rng: np.random.Generator, seed: int) -> float:
         return class_mix_test(rng.choice(TEN_CLASSES, 5000), rng.choice(TEN_CLASSES, 200), TEN_CLASSES, "mix").p_value
 
-    assert false_alarm_rate(p_value) <= allowed_false_alarm_rate(ALPHA, SEEDS)
+    assert false_alarm_rate(p_value, CHEAP_SEEDS) <= allowed_false_alarm_rate(ALPHA, CHEAP_SEEDS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: class_mix_test takes the reference's class shares as exact, ignoring their sampling "
-    "noise; with windows as large as the reference it alarms on about half of same-mix pairs",
-)
 def test_class_mix_test_false_alarm_rate_is_at_most_alpha_when_the_window_is_as_large_as_the_reference() -> None:
+    """Both samples carry noise: a test that took the reference's shares as exact alarmed on about half."""
+
     def p_value(rng: np.random.Generator, seed: int) -> float:
         return class_mix_test(rng.choice(TEN_CLASSES, 200), rng.choice(TEN_CLASSES, 200), TEN_CLASSES, "mix").p_value
 
-    assert false_alarm_rate(p_value) <= allowed_false_alarm_rate(ALPHA, SEEDS)
+    assert false_alarm_rate(p_value, CHEAP_SEEDS) <= allowed_false_alarm_rate(ALPHA, CHEAP_SEEDS)
 
 
 def test_decide_false_alarm_rate_is_at_most_alpha_on_one_distribution() -> None:
@@ -110,7 +109,7 @@ def test_decide_false_alarm_rate_is_at_most_alpha_on_one_distribution() -> None:
         assert verdict.drift == (verdict.p_value < ALPHA)
         return verdict.p_value
 
-    assert false_alarm_rate(p_value) <= allowed_false_alarm_rate(ALPHA, SEEDS)
+    assert false_alarm_rate(p_value, SEEDS) <= allowed_false_alarm_rate(ALPHA, SEEDS)
 
 
 @pytest.mark.parametrize("seed", range(10))
