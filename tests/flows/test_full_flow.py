@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
 from configs.schema import FlowConfig
@@ -81,39 +80,3 @@ def test_full_flow_promotes_reuses_cache_and_gate_refuses_weak_model(flow_state:
     import asyncio
 
     assert "quality gate**: FAILED" in asyncio.run(summary())
-
-
-def test_rollback_restores_alias_and_pointer(
-    flow_state: Path, tiny_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from flows.full_flow import full_flow
-    from tasks.ops.cli import main as ops
-
-    full_flow(config=full_config(tiny_repo), config_file="full.yaml")
-    second = full_flow(config=full_config(tiny_repo, "train.seed=7"), config_file="full.yaml")
-    assert second.deploy.promoted and second.deploy.champion_before == "1" and second.deploy.champion_after == "2"
-
-    config_file = tmp_path / "ops.yaml"
-    config_file.write_text(
-        yaml.safe_dump(
-            {
-                "flow": "full",
-                "model": {"name": "fashion-cnn"},
-                "dataset": {"revision": "v2.0", "path": str(tiny_repo)},
-            }
-        )
-    )
-    assert ops(["--config", str(config_file), "rollback"]) == 0
-    pointer = read_pointer(get_settings().central_storage_url, "fashion-cnn")
-    assert pointer is not None and pointer.version == "1" and pointer.previous_version == "2"
-    assert str(registry().get_model_version_by_alias("fashion-cnn", "champion").version) == "1"
-    capsys.readouterr()
-    assert ops(["--config", str(config_file), "status"]) == 0
-    status = capsys.readouterr().out
-    assert "version     1 (registry alias champion -> 1)" in status and "previous    2" in status
-    assert "rollback by operator" in status and "v2.0" in status
-    assert ops(["--config", str(config_file), "models"]) == 0
-    models = capsys.readouterr().out.splitlines()
-    assert models[1].split()[:3] == ["1", "champion", "yes"] and models[2].split()[:3] == ["2", "challenger", "yes"]
-    assert ops(["--config", str(config_file), "promote", "9"]) == 2  # an unknown version changes nothing
-    assert read_pointer(get_settings().central_storage_url, "fashion-cnn") == pointer
