@@ -81,8 +81,10 @@ class ServedModel:
         self.predict([tf.io.encode_png(blank).numpy()])
 
 
-def load_served_model(storage_url: str, name: str, version: str, cache_dir: Path) -> ServedModel:
-    bundle = fetch_bundle(storage_url, name, version, cache_dir)  # checksums verified first
+def load_served_model(
+    storage_url: str, name: str, version: str, cache_dir: Path, expected_sums: str | None = None
+) -> ServedModel:
+    bundle = fetch_bundle(storage_url, name, version, cache_dir, expected_sums)  # checksums verified first
     model = ServedModel(bundle)
     model.warm_up()
     return model
@@ -121,22 +123,25 @@ class ModelManager:
     def refresh(self) -> ReloadResult:
         """Load the version the pointer names if it differs from the current one.
 
-        A version whose checksums fail is refused and the current model kept.
+        A pointer that is not valid, or a version whose checksums fail, is refused and the current
+        model kept; the reason is logged and raised (a reload request answers it with 409).
         """
         with self._load_lock:
-            pointer = read_pointer(self.storage_url, self.name)
             current = self._current.version if self._current else None
-            if pointer is None:
-                self.unavailable_reason = f"no production model for {self.name!r} yet: run the deploy flow"
-                return ReloadResult(current, False, self.unavailable_reason)
-            if pointer.version == current:
-                return ReloadResult(current, False, f"version {current} already loaded")
             try:
-                loaded = load_served_model(self.storage_url, self.name, pointer.version, self.cache_dir)
+                pointer = read_pointer(self.storage_url, self.name)
+                if pointer is None:
+                    self.unavailable_reason = f"no production model for {self.name!r} yet: run the deploy flow"
+                    return ReloadResult(current, False, self.unavailable_reason)
+                if pointer.version == current:
+                    return ReloadResult(current, False, f"version {current} already loaded")
+                loaded = load_served_model(
+                    self.storage_url, self.name, pointer.version, self.cache_dir, pointer.sums_sha256
+                )
             except IntegrityError as error:
-                logger.error("Refusing %s version %s: %s", self.name, pointer.version, error)
+                logger.error("Refusing the production pointer of %s: %s", self.name, error)
                 if self._current is None:
-                    self.unavailable_reason = f"production version {pointer.version} failed its checksums"
+                    self.unavailable_reason = f"the production version failed its integrity checks: {error}"
                 raise
             self._current = loaded  # one reference swap: in-flight batches keep the model they hold
             logger.info("Serving %s version %s (was %s)", self.name, pointer.version, current)

@@ -15,35 +15,46 @@ from pathlib import Path
 from typing import Any
 
 from fsspec.implementations.local import LocalFileSystem
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError
 
-from tasks.core.storage import model_root, verify_version, version_url
+from tasks.core.errors import IntegrityError
+from tasks.core.storage import NAME_PATTERN, VERSION_PATTERN, model_root, verify_version, version_url
 
 POINTER = "production.json"
 
 
 class ProductionPointer(BaseModel):
-    name: str
-    version: str
+    """Which version serves, and the digest of the SHA256SUMS it was released with."""
+
+    name: str = Field(pattern=NAME_PATTERN.pattern)
+    version: str = Field(pattern=VERSION_PATTERN.pattern)
     url: str
     deployed_at: str
-    previous_version: str | None = None
+    previous_version: str | None = Field(None, pattern=VERSION_PATTERN.pattern)
     reason: str = ""
     metrics: dict[str, float] = {}
+    sums_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="None only in older pointers")
 
 
 def read_pointer(storage_url: str, name: str) -> ProductionPointer | None:
+    """The pointer, checked: a version that is not a number, or another model's name, is refused."""
     fs, root = model_root(storage_url, name)
     path = f"{root}/{POINTER}"
     if not fs.exists(path):
         return None
     with fs.open(path, "r") as handle:
-        return ProductionPointer.model_validate(json.load(handle))
+        try:
+            pointer = ProductionPointer.model_validate(json.load(handle))
+        except (ValueError, ValidationError) as error:
+            raise IntegrityError(f"{path} is not a valid production pointer: {error}") from None
+    if pointer.name != name:
+        raise IntegrityError(f"{path} names model {pointer.name!r}, not {name!r}")
+    return pointer
 
 
 def write_pointer(storage_url: str, name: str, version: str, reason: str, metrics: dict[str, Any]) -> ProductionPointer:
     """Point production at ``version`` (after verifying its checksums) and return the new pointer."""
-    verify_version(storage_url, name, version)
+    verified = verify_version(storage_url, name, version)
     current = read_pointer(storage_url, name)
     pointer = ProductionPointer(
         name=name,
@@ -53,6 +64,7 @@ def write_pointer(storage_url: str, name: str, version: str, reason: str, metric
         previous_version=_previous(current, version),
         reason=reason,
         metrics={k: float(v) for k, v in metrics.items()},
+        sums_sha256=verified.sums_digest,
     )
     _replace_atomically(storage_url, name, pointer.model_dump_json(indent=2))
     return pointer

@@ -4,13 +4,21 @@ Layout: ``models/<name>/<version>/`` holds the model, metadata.yaml, the UAE enc
 reference features and ``SHA256SUMS``. A version is written to a staging folder first and
 renamed into place, so readers never see a half-written one; on stores without an atomic
 rename the checksum file is copied last and a version without it does not exist.
+
+Verification is strict, because ``SHA256SUMS`` is what says a version is the one released: the
+file must be exactly what ``sha256sum`` writes for a flat folder (no binary-mode ``*`` lines, no
+blank or extra lines), list every file a model bundle needs, and match the folder file for file;
+names and versions are checked before they become paths, so none can point outside storage.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 import fsspec
@@ -22,6 +30,38 @@ logger = logging.getLogger(__name__)
 
 CHECKSUMS = "SHA256SUMS"
 STAGING = ".staging"
+# What every published model version holds besides SHA256SUMS (tasks.core.bundle reads them).
+MODEL_FILE = "model.keras"
+UAE_FILE = "uae_encoder.keras"
+REFERENCE_FILE = "reference_features.parquet"
+METADATA_FILE = "metadata.yaml"
+BUNDLE_FILES = frozenset({MODEL_FILE, UAE_FILE, REFERENCE_FILE, METADATA_FILE})
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,9}")  # the registry's version numbers
+_FILE_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+_SUMS_LINE = re.compile(rf"([0-9a-f]{{64}})  ({_FILE_NAME})")
+
+
+@dataclass(frozen=True)
+class VerifiedVersion:
+    """A version whose every file matched ``SHA256SUMS``: the per-file digests and the digest of the list."""
+
+    files: dict[str, str]
+    sums_digest: str
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise IntegrityError(f"model name {name!r} is not a storage name (letters, digits, '_', '.', '-')")
+    return name
+
+
+def check_version(version: str) -> str:
+    """A version is a registry number; anything else (``../x``, an absolute path) never becomes a path."""
+    if not VERSION_PATTERN.fullmatch(version):
+        raise IntegrityError(f"version {version!r} is not a registry version number such as 3")
+    return version
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -37,28 +77,32 @@ def checksum_lines(files: dict[str, str]) -> str:
     return "".join(f"{digest}  {name}\n" for name, digest in sorted(files.items()))
 
 
-def parse_checksums(text: str) -> dict[str, str]:
-    entries = {}
-    for line in text.splitlines():
-        digest, _, name = line.partition("  ")
-        if name:
-            entries[name] = digest
+def parse_checksums(text: str, where: str = CHECKSUMS) -> dict[str, str]:
+    """The name -> digest list of a strict ``SHA256SUMS``: text mode lines, sorted, one per file, nothing else."""
+    entries: dict[str, str] = {}
+    for number, line in enumerate(text.split("\n")[:-1], start=1):
+        match = _SUMS_LINE.fullmatch(line)
+        if match is None:
+            raise IntegrityError(f"{where} line {number} is not '<sha256>  <file name>': {line[:120]!r}")
+        entries[match.group(2)] = match.group(1)
+    if not entries or checksum_lines(entries) != text:
+        raise IntegrityError(f"{where} is empty, unsorted, repeats a file or does not end with a newline")
     return entries
 
 
 def model_root(storage_url: str, name: str) -> tuple[fsspec.AbstractFileSystem, str]:
     fs, root = fsspec.core.url_to_fs(storage_url)
-    return fs, f"{root.rstrip('/')}/models/{name}"
+    return fs, f"{root.rstrip('/')}/models/{check_name(name)}"
 
 
 def version_url(storage_url: str, name: str, version: str) -> str:
-    return f"{storage_url.rstrip('/')}/models/{name}/{version}"
+    return f"{storage_url.rstrip('/')}/models/{check_name(name)}/{check_version(version)}"
 
 
 def publish_version(source_dir: Path, storage_url: str, name: str, version: str) -> str:
     """Copy every file of ``source_dir`` into ``models/<name>/<version>/`` atomically; return its URL."""
     fs, root = model_root(storage_url, name)
-    final = f"{root}/{version}"
+    final = f"{root}/{check_version(version)}"
     if fs.exists(final):
         raise PublishError(f"{version_url(storage_url, name, version)} already exists; versions are immutable")
     staging = f"{root}/{STAGING}/{version}-{uuid.uuid4().hex[:8]}"
@@ -78,14 +122,15 @@ def publish_version(source_dir: Path, storage_url: str, name: str, version: str)
 
 def _upload_files(fs: fsspec.AbstractFileSystem, source_dir: Path, staging: str) -> dict[str, str]:
     digests = {}
-    files = sorted(p for p in source_dir.rglob("*") if p.is_file() or p.is_symlink())
+    files = sorted(source_dir.iterdir())
     if not files:
         raise PublishError(f"{source_dir} holds no files to publish")
+    fs.makedirs(staging, exist_ok=True)
     for path in files:
-        relative = path.relative_to(source_dir).as_posix()
-        digests[relative] = sha256_file(path)
-        fs.makedirs(f"{staging}/{Path(relative).parent.as_posix()}".rstrip("/."), exist_ok=True)
-        fs.put_file(str(path), f"{staging}/{relative}")
+        if path.is_dir() or not re.fullmatch(_FILE_NAME, path.name):
+            raise PublishError(f"{path}: a version holds plain files with simple names only")
+        digests[path.name] = sha256_file(path)
+        fs.put_file(str(path), f"{staging}/{path.name}")
     return digests
 
 
@@ -108,16 +153,39 @@ def _verify(fs: fsspec.AbstractFileSystem, folder: str, expected: dict[str, str]
             raise IntegrityError(f"{folder}/{relative}: sha256 {actual} does not match {digest}")
 
 
-def verify_version(storage_url: str, name: str, version: str) -> dict[str, str]:
-    """Check every file of a published version against SHA256SUMS; return the checksums."""
+def verify_version(
+    storage_url: str, name: str, version: str, required: Collection[str] = BUNDLE_FILES
+) -> VerifiedVersion:
+    """Check a published version file for file against a strict SHA256SUMS that lists ``required``."""
     fs, root = model_root(storage_url, name)
-    folder = f"{root}/{version}"
+    folder = f"{root}/{check_version(version)}"
+    where = f"{version_url(storage_url, name, version)}/{CHECKSUMS}"
     if not fs.exists(f"{folder}/{CHECKSUMS}"):
         raise IntegrityError(f"{version_url(storage_url, name, version)} is not a published version")
-    with fs.open(f"{folder}/{CHECKSUMS}", "r") as handle:
-        expected = parse_checksums(handle.read())
+    with fs.open(f"{folder}/{CHECKSUMS}", "rb") as handle:
+        raw = handle.read()
+    expected = parse_checksums(raw.decode("utf-8", errors="replace"), where)
+    check_listing(expected, folder_files(fs, folder), required, where)
     _verify(fs, folder, expected)
-    return expected
+    return VerifiedVersion(expected, hashlib.sha256(raw).hexdigest())
+
+
+def folder_files(fs: fsspec.AbstractFileSystem, folder: str) -> set[str]:
+    """Every entry of a version folder but the checksum list itself."""
+    return {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False)} - {CHECKSUMS}
+
+
+def check_listing(expected: dict[str, str], present: set[str], required: Collection[str], where: str) -> None:
+    """The list names every required file, and the folder holds exactly the files listed."""
+    problems = []
+    if missing := sorted(set(required) - set(expected)):
+        problems.append(f"does not list {', '.join(missing)}")
+    if unlisted := sorted(present - set(expected)):
+        problems.append(f"does not cover {', '.join(unlisted)} in the folder")
+    if absent := sorted(set(expected) - present):
+        problems.append(f"lists {', '.join(absent)}, which the folder does not hold")
+    if problems:
+        raise IntegrityError(f"{where} {'; '.join(problems)}")
 
 
 def list_versions(storage_url: str, name: str) -> list[str]:
@@ -126,5 +194,5 @@ def list_versions(storage_url: str, name: str) -> list[str]:
     if not fs.exists(root):
         return []
     folders = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)]
-    published = [v for v in folders if not v.startswith(".") and fs.exists(f"{root}/{v}/{CHECKSUMS}")]
+    published = [v for v in folders if VERSION_PATTERN.fullmatch(v) and fs.exists(f"{root}/{v}/{CHECKSUMS}")]
     return sorted(published, key=lambda v: (len(v), v))

@@ -8,6 +8,7 @@ flow writes that try/except. Tasks take the ``TrackingRun`` and log through it.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,6 +79,8 @@ def tracking_run(config: TrackedConfig, flow: str, config_file: str = "") -> Ite
     """Open a run whose params are the whole validated config; end it FINISHED, or FAILED on any exception.
 
     MLflow's global URIs are set here, once per run, for the fluent calls that need them (logging a model).
+    The run's work folder holds scratch files only (what matters is logged or published), so a finished
+    run removes it; a failed one keeps it for whoever looks into the failure.
     """
     settings = get_settings()
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
@@ -105,6 +108,7 @@ def tracking_run(config: TrackedConfig, flow: str, config_file: str = "") -> Ite
         status = "FINISHED"
     finally:
         client.set_terminated(run_id, status)
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def ensure_experiment(client: MlflowClient, name: str, settings: Settings) -> str:

@@ -34,5 +34,6 @@ def release_version(
     pointer = write_pointer(storage_url, name, version, reason, metrics)
     client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
     client.set_model_version_tag(name, version, "deployed_at", pointer.deployed_at)
+    client.set_model_version_tag(name, version, "sha256sums_digest", str(pointer.sums_sha256))
     logger.info("%s version %s is now in production (%s)", name, version, reason)
     return pointer

@@ -40,7 +40,7 @@ def load_monitoring_data(name: str, config: MonitorConfig, workdir: Path) -> Mon
     pointer = read_pointer(settings.central_storage_url, name)
     if pointer is None:
         raise MlopsError(f"{name} has no production version to monitor; run the deploy flow")
-    bundle = fetch_bundle(settings.central_storage_url, name, pointer.version, settings.cache_dir)
+    bundle = fetch_bundle(settings.central_storage_url, name, pointer.version, settings.cache_dir, pointer.sums_sha256)
     window = expand_features(load_window(settings.prediction_database_url, name, pointer.version, config))
     workdir.mkdir(parents=True, exist_ok=True)
     current = workdir / "current.parquet"

@@ -20,7 +20,8 @@ def config(state_dir: Path) -> FlowConfig:
 def test_run_that_completes_ends_finished_with_the_config_as_params(config: FlowConfig) -> None:
     with tracking_run(config, "train", "configs/train_config.yaml") as run:
         run.log_metrics({"accuracy": 0.5}, step=2)
-        assert run.workdir.is_dir()
+        (run.workdir / "scratch.txt").write_text("only while the run lasts")
+    assert not run.workdir.exists()  # everything that matters is in MLflow or central storage
     recorded = mlflow_client(get_settings()).get_run(run.run_id)
     assert recorded.info.status == "FINISHED"
     assert recorded.data.params["train.epochs"] == "3" and recorded.data.params["model.name"] == "fashion-cnn"
@@ -31,8 +32,10 @@ def test_run_that_completes_ends_finished_with_the_config_as_params(config: Flow
 
 def test_run_that_raises_ends_failed_and_the_error_reaches_the_caller(config: FlowConfig) -> None:
     with pytest.raises(RuntimeError, match="disk full"), tracking_run(config, "evaluate") as run:
+        (run.workdir / "partial.txt").write_text("what the failure left")
         raise RuntimeError("disk full")
     assert mlflow_client(get_settings()).get_run(run.run_id).info.status == "FAILED"
+    assert (run.workdir / "partial.txt").exists()  # kept for whoever looks into the failure
 
 
 def test_runs_of_one_experiment_share_it_with_an_absolute_artifact_location(config: FlowConfig) -> None:

@@ -41,6 +41,8 @@ def test_full_flow_promotes_reuses_cache_and_gate_refuses_weak_model(flow_state:
     assert first.deploy.promoted and first.deploy.champion_after == "1" and not first.reused_training
     pointer = read_pointer(get_settings().central_storage_url, "fashion-cnn")
     assert pointer is not None and pointer.version == "1"
+    released = registry().get_model_version("fashion-cnn", "1").tags["sha256sums_digest"]
+    assert released == pointer.sums_sha256 and len(released) == 64  # the registry and the pointer agree
     assert str(registry().get_model_version_by_alias("fashion-cnn", "champion").version) == "1"
     assert Variable.get("production_model_fashion_cnn")["version"] == "1"
     with get_client(sync_client=True) as prefect:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -154,11 +156,72 @@ def test_admin_reload_needs_the_token_and_loads_the_new_pointer(client: TestClie
     assert client.get("/ready").json()["model_version"] == "2"
 
 
-def test_tampered_version_is_refused_and_current_model_kept(client: TestClient, model_storage: Path) -> None:
+def point_at(storage: Path, version: str, **fields: str) -> None:
+    """Write production.json by hand, as someone with write access to storage could."""
+    path = storage / "models" / MODEL_NAME / "production.json"
+    pointer = json.loads(path.read_text())
+    path.write_text(json.dumps({**pointer, "version": version, "sums_sha256": None, **fields}))
+
+
+def rewrite_sums(folder: Path, change: Callable[[str], str]) -> None:
+    (folder / "SHA256SUMS").write_text(change((folder / "SHA256SUMS").read_text()))
+
+
+def without_model_line(text: str) -> str:
+    return "".join(line for line in text.splitlines(keepends=True) if "model.keras" not in line)
+
+
+def replace_model_and_its_line(folder: Path) -> None:
+    """A different model whose SHA256SUMS line was rewritten to match: only the released digest can tell."""
+    (folder / "model.keras").write_bytes((folder / "uae_encoder.keras").read_bytes())
+    digest = hashlib.sha256((folder / "model.keras").read_bytes()).hexdigest()
+    rewrite_sums(folder, lambda text: re.sub(r"^[0-9a-f]{64}(?=  model\.keras$)", digest, text, flags=re.M))
+
+
+TAMPERING: dict[str, tuple[Callable[[Path], None], str]] = {
+    "empty-sums": (lambda folder: rewrite_sums(folder, lambda text: ""), "SHA256SUMS is empty"),
+    "binary-mode-sums": (lambda folder: rewrite_sums(folder, lambda t: t.replace("  ", " *")), "is not '<sha256>"),
+    "model-not-listed": (lambda folder: rewrite_sums(folder, without_model_line), "does not list model.keras"),
+    "unlisted-file": (lambda folder: (folder / "loader.py").write_text("import os\n"), "does not cover loader.py"),
+    "modified-model": (lambda folder: (folder / "model.keras").write_bytes(b"tampered"), "model.keras: sha256"),
+}
+
+
+@pytest.mark.parametrize("tamper", sorted(TAMPERING))
+def test_tampered_version_is_refused_and_current_model_kept(
+    client: TestClient, model_storage: Path, tamper: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    change, reason = TAMPERING[tamper]
     write_pointer(str(model_storage), MODEL_NAME, "2", "test", {})
-    (model_storage / "models" / MODEL_NAME / "2" / "model.keras").write_bytes(b"tampered")
+    change(model_storage / "models" / MODEL_NAME / "2")
     response = client.post("/admin/reload", headers=ADMIN)
-    assert response.status_code == 409 and "model.keras" in response.json()["detail"]
+    assert response.status_code == 409 and reason in response.json()["detail"], response.json()
+    assert client.get("/ready").json()["model_version"] == "1"
+    assert any(reason in record.getMessage() for record in caplog.records)  # and the operator is told
+
+
+@pytest.mark.parametrize(
+    ("version", "fields", "reason"),
+    [
+        ("../../../tmp", {}, "not a valid production pointer"),
+        ("/etc", {}, "not a valid production pointer"),
+        ("2", {"name": "other-model"}, "names model 'other-model'"),
+    ],
+)
+def test_a_pointer_outside_storage_or_for_another_model_is_refused(
+    client: TestClient, model_storage: Path, version: str, fields: dict[str, str], reason: str
+) -> None:
+    point_at(model_storage, version, **fields)
+    response = client.post("/admin/reload", headers=ADMIN)
+    assert response.status_code == 409 and reason in response.json()["detail"]
+    assert client.get("/ready").json()["model_version"] == "1"
+
+
+def test_a_version_changed_after_its_release_is_refused(client: TestClient, model_storage: Path) -> None:
+    write_pointer(str(model_storage), MODEL_NAME, "2", "test", {})
+    replace_model_and_its_line(model_storage / "models" / MODEL_NAME / "2")
+    response = client.post("/admin/reload", headers=ADMIN)
+    assert response.status_code == 409 and "recorded when it was released" in response.json()["detail"]
     assert client.get("/ready").json()["model_version"] == "1"
 
 
