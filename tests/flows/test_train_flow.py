@@ -45,8 +45,8 @@ def test_train_flow_records_registers_and_publishes(prefect_api: None, state_dir
     loaded = mlflow.keras.load_model("models:/fashion-cnn@challenger")
     assert loaded.output_shape == (None, 10)
 
-    checksums = verify_version(settings.central_storage_url, "fashion-cnn", result.version)
-    assert set(checksums) == {
+    verified = verify_version(settings.central_storage_url, "fashion-cnn", result.version)
+    assert set(verified.files) == {
         "model.keras",
         "uae_encoder.keras",
         "reference_features.parquet",
