@@ -21,8 +21,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
+    SerializationInfo,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -192,12 +195,19 @@ class DeployConfig(StrictModel):
 class MonitorConfig(StrictModel):
     """The weekly drift and performance check on served predictions."""
 
+    @field_serializer("webhook_url", when_used="json")
+    def _mask_unless_asked(self, url: SecretStr | None, info: SerializationInfo) -> str | None:
+        """Masked in MLflow params, Prefect parameters and logs; written out only on request (a config file)."""
+        if url is None:
+            return None
+        return url.get_secret_value() if (info.context or {}).get("reveal_secrets") else str(url)
+
     window_size: PositiveInt | None = 2000
     window_days: PositiveInt | None = None
     p_value: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
     min_labelled: PositiveInt = 50
     thresholds: LiveThresholds = Field(default_factory=dict)
-    webhook_url: str | None = None
+    webhook_url: SecretStr | None = Field(None, description="often carries a token: masked wherever it is shown")
     retrain_on_drift: bool = False
     retrain_deployment: str = Field("full/full-flow", description="flow-name/deployment-name run on an alarm")
 

@@ -311,7 +311,8 @@ def write_monitor_config(path: Path, overrides: list[str]) -> None:
     from configs.schema import load_config
 
     config = load_config(ROOT / "configs" / "monitor_config.yaml", overrides, root=ROOT)
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    values = config.model_dump(mode="json", context={"reveal_secrets": True})  # a config file, not a display
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
 
 
 def main() -> int:

@@ -28,6 +28,7 @@ def write_env_file(path: Path) -> int:
     names = secret_names(ROOT / ".env.example")
     lines = [f"{name}={secrets.token_urlsafe(32)}" for name in names]
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # the mode given to open() applies only to a file it creates
     with os.fdopen(descriptor, "w") as handle:
         handle.write("# Written by `make secrets`; see .env.example for what each one is.\n")
         handle.write("\n".join(lines) + "\n")

@@ -124,7 +124,9 @@ class PredictionLog:
                         connection.execute(insert(feedback), row)
                         return row
             except DATABASE_ERRORS as error:
-                raise StoreUnavailable(f"prediction database unreachable: {error}") from None
+                # The driver's text names hosts, roles and SQL: for the log, never for a client.
+                logger.warning("Prediction database unreachable for feedback: %s", error)
+                raise StoreUnavailable("the prediction database is unreachable; try again shortly") from None
             if first_try:
                 self.flush()  # not found: it may still be queued or spooled
         raise UnknownPrediction(f"no prediction with id {prediction_id}")

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 PLACEHOLDER_TOKENS = {"", "changeme", "change-me", "secret", "token", "admin", "password"}
+MIN_PRODUCTION_TOKEN = 32  # characters: `make secrets` writes 43 random ones
 
 
 class ServiceSettings(BaseModel):
@@ -58,9 +59,15 @@ class Settings(BaseSettings):
     service: ServiceSettings = Field(default_factory=ServiceSettings)
 
     @model_validator(mode="after")
-    def _refuse_placeholder_token(self) -> Settings:
-        if self.service.mode == "production" and self.service.admin_token.strip().lower() in PLACEHOLDER_TOKENS:
-            raise ValueError("MLOPS_SERVICE_ADMIN_TOKEN must be set to a real secret in production mode")
+    def _refuse_weak_token(self) -> Settings:
+        token = self.service.admin_token.strip()
+        if self.service.mode == "production" and (
+            token.lower() in PLACEHOLDER_TOKENS or len(token) < MIN_PRODUCTION_TOKEN
+        ):
+            raise ValueError(
+                f"MLOPS_SERVICE_ADMIN_TOKEN must be a random secret of at least {MIN_PRODUCTION_TOKEN} characters "
+                "in production mode (`make secrets` writes one)"
+            )
         return self
 
     @property

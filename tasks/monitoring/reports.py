@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import fsspec
 import pandas as pd
@@ -65,10 +66,12 @@ def add_to_workspace(snapshot, workspace_dir: Path, project_name: str) -> str:  
 
 
 def send_webhook(url: str, payload: dict[str, Any], attempts: int = 3) -> bool:
-    """POST the verdict; failures are logged and never fail the monitoring record."""
+    """POST the verdict; failures are logged (the host only: the URL often carries a token) and never
+    fail the monitoring record."""
     ok, detail = post_with_retries(url, json=payload, attempts=attempts)
     if not ok:
-        logger.warning("Webhook %s failed: %s", url, detail)
+        parts = urlsplit(url)
+        logger.warning("Webhook to %s://%s failed: %s", parts.scheme, parts.hostname, detail.replace(url, "<webhook>"))
     return ok
 
 

@@ -99,7 +99,7 @@ def raise_alerts(data: MonitoringData, verdict: Verdict, outputs: dict[str, str]
         )
     if config.webhook_url:
         payload = {"model": data.name, "version": data.version, **verdict.as_dict(), "report": outputs["report.html"]}
-        delivered = reports.send_webhook(config.webhook_url, payload)
+        delivered = reports.send_webhook(config.webhook_url.get_secret_value(), payload)
         logger.info("Webhook %s", "delivered" if delivered else "NOT delivered (the record stands)")
 
 

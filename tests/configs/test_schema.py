@@ -193,3 +193,15 @@ def test_run_flow_cli_lists_tags_for_an_unknown_revision(tmp_path: Path, tiny_re
     result = run_cli(path, tmp_path / "state")
     assert result.returncode == 2
     assert "dataset revision 'v3.1' not found" in result.stderr and "available tags: v1.0, v2.0" in result.stderr
+
+
+def test_webhook_url_is_masked_wherever_the_config_is_shown(tmp_path: Path) -> None:
+    from tasks.core.tracking import flatten
+
+    url = "https://alerts.example.internal/hook?token=s3cr3t"
+    config = load_config(write_config(tmp_path, MINIMAL), [f"monitor.webhook_url={url}"])
+    assert config.monitor.webhook_url is not None and config.monitor.webhook_url.get_secret_value() == url
+    shown = [config.model_dump_json(), str(flatten(config.model_dump(mode="json"))), repr(config)]
+    assert not [text for text in shown if "s3cr3t" in text]
+    written = config.model_dump(mode="json", context={"reveal_secrets": True})  # a config file written on purpose
+    assert written["monitor"]["webhook_url"] == url

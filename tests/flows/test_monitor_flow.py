@@ -78,6 +78,14 @@ def retraining_runs(deployment_id: UUID) -> list[FlowRun]:
         return prefect.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
 
 
+def monitor_runs() -> list[FlowRun]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as prefect:
+        return prefect.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["monitor"])))
+
+
 def serve(client: TestClient, images: list[bytes], labels: list[str] | None = None) -> None:
     for index, content in enumerate(images):
         response = client.post("/predict", files={"file": ("x.png", content, "image/png")})
@@ -134,3 +142,5 @@ def test_monitor_flow_stays_quiet_on_fashion_and_flags_digits(
     assert "only 0 labelled predictions" in " ".join(verdict["violations"])
     workspace = Path(service_env["MLOPS_HOME"]) / "evidently"
     assert any(workspace.rglob("*.json"))
+    recorded = json.dumps([run.parameters for run in monitor_runs()], default=str)  # what the Prefect UI shows
+    assert url not in recorded and '"webhook_url": "**********"' in recorded

@@ -251,9 +251,16 @@ def test_metrics_count_requests_and_served_version(client: TestClient, sample_im
     assert f'dl_service_model_version{{model="{MODEL_NAME}",version="1"}} 1.0' in text
 
 
-def test_production_mode_refuses_a_placeholder_token() -> None:
-    with pytest.raises(ValueError, match="ADMIN_TOKEN must be set"):
-        Settings(service=ServiceSettings(mode="production", admin_token="changeme"))
+@pytest.mark.parametrize("token", ["", "changeme", "a-31-character-token-xxxxxxxxxx"])
+def test_production_mode_refuses_a_placeholder_or_short_token(token: str) -> None:
+    with pytest.raises(ValueError, match="ADMIN_TOKEN must be a random secret of at least 32 characters"):
+        Settings(service=ServiceSettings(mode="production", admin_token=token))
+    Settings(service=ServiceSettings(mode="development", admin_token=token))  # the embedded mode takes any
+
+
+def test_production_mode_takes_a_long_random_token() -> None:
+    token = "x7Qk2-Lm9pZr4VtB8nWc3YfH6sJd1GaE0uKo"
+    assert Settings(service=ServiceSettings(mode="production", admin_token=token)).service.admin_token == token
 
 
 def test_web_page_and_openapi_docs_are_served(client: TestClient) -> None:

@@ -60,7 +60,10 @@ def test_no_prediction_is_lost_while_postgres_is_down(
             predict_all()  # served while the database is down
             wait_until(lambda: log.pending_spool_rows() == len(sample_images), "rows spooled during the outage")
             feedback = client.post("/feedback/anything", json={"label": "bag"})
-            assert feedback.status_code == 503 and "unreachable" in feedback.json()["detail"]
+            detail = feedback.json()["detail"]
+            assert feedback.status_code == 503 and "unreachable" in detail
+            leaks = ("127.0.0.1", str(postgres_server.port), "postgres", "SELECT", "connection")
+            assert not [word for word in leaks if word in detail], detail  # hosts, roles and SQL stay in the log
         finally:
             postgres_server.start()
         wait_until(lambda: log.pending_spool_rows() == 0, "spooled rows written after the outage")

@@ -210,3 +210,13 @@ def test_nginx_limits_uploads_like_the_service_and_guards_admin_routes() -> None
     assert sizes == [settings.max_upload_bytes, settings.max_batch_images * settings.max_upload_bytes]
     admin = conf[conf.index("location /admin/") :]
     assert "return 401" in admin.split("}")[0] + admin.split("}")[1]
+
+
+def test_secrets_file_is_private_even_when_it_replaces_a_readable_one(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_text("OLD=1\n")
+    path.chmod(0o644)
+    write_env_file(path)  # what `make secrets --force` does
+    assert path.stat().st_mode & 0o777 == 0o600
+    values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    assert values and all(len(value) >= 32 for value in values.values())
