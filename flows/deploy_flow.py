@@ -53,7 +53,7 @@ def deploy_flow(
         if decision.champion_after is not None:
             apply_deployments(config.deploy.monitor_cron)
     get_run_logger().info(
-        "%s version %s %s: %s", name, challenger, "promoted" if decision.promote else "kept out", decision.reason
+        "%s version %s %s: %s", name, challenger, "promoted" if decision.promote else "not promoted", decision.reason
     )
     return DeployResult(
         model_name=name,
