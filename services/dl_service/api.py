@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from services.dl_service import schemas
+from services.dl_service.batching import Overloaded
 from services.dl_service.images import ImageRejected
 from services.dl_service.model import ModelManager, ModelUnavailable
 from services.dl_service.service import PredictionService, UnknownLabel
@@ -60,6 +61,9 @@ async def _measured(request: Request, endpoint: str, call: Callable[[], Awaitabl
     except (ModelUnavailable, StoreUnavailable) as error:
         status = 503
         raise HTTPException(503, str(error), headers={"Retry-After": "5"}) from None
+    except Overloaded as error:
+        status = 503
+        raise HTTPException(503, str(error), headers={"Retry-After": "1"}) from None
     except UnknownPrediction as error:
         status = 404
         raise HTTPException(404, str(error)) from None
@@ -93,10 +97,16 @@ async def predict_batch(
     request: Request, service: ServiceDep, files: ImageFiles, x_request_id: RequestId = None
 ) -> schemas.BatchPrediction:
     """Classify several images in one request; any bad image refuses the request, naming it."""
-    limit = service.config.max_batch_images
-    if len(files) > limit:
-        raise HTTPException(413, f"{len(files)} images in one request; the limit is {limit}")
-    contents = [await _read(f, service.config.max_upload_bytes) for f in files]
+    config = service.config
+    if len(files) > config.max_batch_images:
+        raise HTTPException(413, f"{len(files)} images in one request; the limit is {config.max_batch_images}")
+    contents: list[bytes] = []
+    for upload in files:  # read one at a time, so the total is refused before it is all in memory
+        contents.append(await _read(upload, config.max_upload_bytes))
+        if (total := sum(len(c) for c in contents)) > config.max_request_bytes:
+            raise HTTPException(
+                413, f"the images total more than {total:,} bytes; the limit is {config.max_request_bytes:,}"
+            )
 
     async def call() -> schemas.BatchPrediction:
         try:

@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         log = PredictionLog(settings.prediction_database_url, settings.spool_dir, config.log_flush_seconds)
         log.start()
-        batcher = MicroBatcher(manager, config.batch_size, config.batch_wait_ms / 1000)
+        batcher = MicroBatcher(manager, config.batch_size, config.batch_wait_ms / 1000, config.max_queued_images)
         batcher.start()
         service = PredictionService(config, settings.central_storage_url, manager, batcher, log, metrics)
         app.state.settings, app.state.manager, app.state.metrics, app.state.service = (

@@ -22,6 +22,11 @@ import tensorflow as tf
 
 from services.dl_service.images import ImageRejected
 from services.dl_service.model import ModelManager, ModelUnavailable, ServedModel
+from tasks.core.errors import MlopsError
+
+
+class Overloaded(MlopsError):
+    """More images wait for the model than the queue holds: answered 503 with Retry-After, not queued."""
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,10 @@ class _Pending:
 
 
 class MicroBatcher:
-    def __init__(self, manager: ModelManager, max_batch: int, max_wait_seconds: float) -> None:
+    def __init__(self, manager: ModelManager, max_batch: int, max_wait_seconds: float, max_queued: int = 512) -> None:
         self.manager, self.max_batch, self.max_wait = manager, max_batch, max_wait_seconds
+        self.max_queued = max_queued  # images taken and not yet answered: past it a request is refused, not held
+        self._queued = 0
         self._waiting: deque[_Pending] = deque()
         self._wake = asyncio.Event()  # set when a request arrives or a batch finishes
         self._in_flight = 0  # batches handed to the inference thread and not yet answered
@@ -61,8 +68,14 @@ class MicroBatcher:
         """Queue the encoded (already checked) images of one request; wait for their rows of the outputs."""
         if not self.manager.loaded:
             raise ModelUnavailable(self.manager.unavailable_reason)
+        if self._queued + len(contents) > self.max_queued:
+            raise Overloaded(
+                f"{self._queued} images are in hand and not yet answered (the limit is {self.max_queued}); "
+                "retry shortly"
+            )
         loop = asyncio.get_running_loop()
         pending = [_Pending(content, loop.create_future()) for content in contents]
+        self._queued += len(pending)
         self._waiting.extend(pending)
         self._wake.set()
         if len(pending) == 1:  # the common case: skip gather's bookkeeping
@@ -82,6 +95,7 @@ class MicroBatcher:
             try:
                 model = self.manager.current
             except ModelUnavailable as error:
+                self._queued -= len(batch)
                 _deliver(batch, [error] * len(batch))
                 continue
             self._in_flight += 1
@@ -90,6 +104,7 @@ class MicroBatcher:
 
     def _finished(self, batch: list[_Pending], done: asyncio.Future[list[BatchOutput | BaseException]]) -> None:
         self._in_flight -= 1
+        self._queued -= len(batch)
         self._wake.set()
         error = done.exception()
         _deliver(batch, [error] * len(batch) if error is not None else done.result())

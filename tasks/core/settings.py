@@ -34,6 +34,8 @@ class ServiceSettings(BaseModel):
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)
     max_pixels: int = Field(25_000_000, gt=0, description="refuse larger images (decompression bombs)")
     max_batch_images: int = Field(64, gt=0, description="images per /predict/batch request")
+    max_request_bytes: int = Field(64 * 1024 * 1024, gt=0, description="all the images of one request together")
+    max_queued_images: int = Field(512, gt=0, description="images taken, not yet answered; past it 503 + Retry-After")
     batch_size: int = Field(32, gt=0, description="micro-batch: most images per model call")
     batch_wait_ms: float = Field(2.0, ge=0, description="micro-batch: longest wait for company while the model is free")
     top_k: int = Field(3, gt=0)
@@ -41,6 +43,14 @@ class ServiceSettings(BaseModel):
     store_images: bool = Field(False, description="keep uploaded images by sha256 in central storage")
     log_predictions: bool = Field(True, description="off only to measure what the prediction log costs")
     log_flush_seconds: float = Field(0.2, gt=0)
+
+    @model_validator(mode="after")
+    def _limits_fit_together(self) -> ServiceSettings:
+        if self.max_request_bytes < self.max_upload_bytes:
+            raise ValueError("MLOPS_SERVICE_MAX_REQUEST_BYTES must be at least MLOPS_SERVICE_MAX_UPLOAD_BYTES")
+        if self.max_queued_images < self.max_batch_images:
+            raise ValueError("MLOPS_SERVICE_MAX_QUEUED_IMAGES must be at least MLOPS_SERVICE_MAX_BATCH_IMAGES")
+        return self
 
 
 class Settings(BaseSettings):

@@ -140,6 +140,41 @@ def test_oversized_upload_is_413(client: TestClient) -> None:
     assert response.status_code == 413 and "limit is 1,000" in response.json()["detail"]
 
 
+def test_a_batch_larger_in_total_than_the_request_limit_is_413(
+    service_env: dict[str, str], sample_images: list[Path]
+) -> None:
+    image = sample_images[0].read_bytes()
+    limits = settings_with(max_upload_bytes=len(image), max_request_bytes=3 * len(image))
+    with TestClient(create_app(limits)) as client:
+        within = client.post("/predict/batch", files=[("files", (f"{i}.png", image, "image/png")) for i in range(3)])
+        assert within.status_code == 200 and len(within.json()["predictions"]) == 3
+        over = client.post("/predict/batch", files=[("files", (f"{i}.png", image, "image/png")) for i in range(4)])
+    assert over.status_code == 413 and f"the limit is {3 * len(image):,}" in over.json()["detail"]
+
+
+def test_past_the_queue_bound_a_request_gets_503_with_retry_after(
+    client: TestClient, sample_images: list[Path]
+) -> None:
+    client.app.state.service.batcher.max_queued = 0  # type: ignore[attr-defined]  (as if the queue were full)
+    response = client.post("/predict", files=upload(sample_images[0].read_bytes()))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert "not yet answered (the limit is 0); retry shortly" in response.json()["detail"]
+    text = client.get("/metrics").text
+    assert 'dl_service_requests_total{endpoint="predict",status="503"} 1.0' in text
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"max_upload_bytes": 2000, "max_request_bytes": 1000}, "MAX_REQUEST_BYTES must be at least"),
+        ({"max_batch_images": 64, "max_queued_images": 32}, "MAX_QUEUED_IMAGES must be at least"),
+    ],
+)
+def test_limits_that_contradict_each_other_are_refused(limits: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ServiceSettings(**limits)
+
+
 def test_cmyk_jpeg_is_refused(client: TestClient) -> None:
     buffer = io.BytesIO()
     Image.new("CMYK", (28, 28), (0, 0, 0, 0)).save(buffer, format="JPEG")

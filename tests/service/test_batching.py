@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from services.dl_service.batching import BatchOutput, MicroBatcher
+from services.dl_service.batching import BatchOutput, MicroBatcher, Overloaded
 from services.dl_service.images import ImageRejected
 from services.dl_service.model import ModelManager, ModelUnavailable
 
@@ -67,12 +67,16 @@ class FakeManager:
 
 
 def with_batcher(
-    manager: FakeManager, max_batch: int, max_wait: float, scenario: Callable[[MicroBatcher], Awaitable[T]]
+    manager: FakeManager,
+    max_batch: int,
+    max_wait: float,
+    scenario: Callable[[MicroBatcher], Awaitable[T]],
+    max_queued: int = 512,
 ) -> T:
     """Run ``scenario`` against a started batcher in a fresh event loop; free the model and stop after."""
 
     async def main() -> T:
-        batcher = MicroBatcher(cast(ModelManager, manager), max_batch, max_wait)
+        batcher = MicroBatcher(cast(ModelManager, manager), max_batch, max_wait, max_queued)
         batcher.start()
         try:
             return await scenario(batcher)
@@ -165,6 +169,25 @@ def test_micro_batcher_grows_the_next_batch_while_the_model_is_busy() -> None:
     assert model.calls == [1, 8, 3]
     assert [row(answer) for answer in answers] == [[[n, -n]] for n in (100, *range(11))]
     assert [answer[0].batch_size for answer in answers] == [1] + [8] * 8 + [3] * 3
+
+
+def test_micro_batcher_refuses_past_its_queue_bound_and_answers_everything_it_took() -> None:
+    model = FakeModel(busy=True)
+
+    async def flood(batcher: MicroBatcher) -> list[list[BatchOutput]]:
+        first = asyncio.create_task(batcher.submit([image(100)]))
+        assert await asyncio.to_thread(model.entered.wait, 10), "the first batch never reached the model"
+        taken = [asyncio.create_task(batcher.submit([image(n), image(n)])) for n in range(3)]
+        taken.append(asyncio.create_task(batcher.submit([image(7)])))
+        await asyncio.sleep(0.05)  # 8 images taken and not answered (1 in the busy model): the bound
+        with pytest.raises(Overloaded, match=re.escape("8 images are in hand and not yet answered (the limit is 8)")):
+            await batcher.submit([image(8)])
+        model.free.set()
+        return await asyncio.gather(first, *taken)
+
+    answers = with_batcher(FakeManager(model), max_batch=4, max_wait=0.02, scenario=flood, max_queued=8)
+    assert [row(answer) for answer in answers] == [[[100, -100]], *([[n, -n]] * 2 for n in range(3)), [[7, -7]]]
+    assert sum(model.calls) == 8  # the refused request never reached the model
 
 
 def test_micro_batcher_submit_raises_model_unavailable_with_the_reason() -> None:

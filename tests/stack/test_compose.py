@@ -207,7 +207,7 @@ def test_nginx_limits_uploads_like_the_service_and_guards_admin_routes() -> None
     conf = (REPO_ROOT / "deployments" / "nginx" / "nginx.conf").read_text()
     settings = ServiceSettings()
     sizes = [int(size) * 1024 * 1024 for size in re.findall(r"client_max_body_size (\d+)m;", conf)]
-    assert sizes == [settings.max_upload_bytes, settings.max_batch_images * settings.max_upload_bytes]
+    assert sizes == [settings.max_upload_bytes, settings.max_request_bytes]
     admin = conf[conf.index("location /admin/") :]
     assert "return 401" in admin.split("}")[0] + admin.split("}")[1]
 
