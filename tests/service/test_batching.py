@@ -213,4 +213,18 @@ def test_micro_batcher_names_the_corrupt_image_of_a_request_and_answers_the_othe
     assert (rejected.index, rejected.status_code) == (1, 422)
     assert not isinstance(other, BaseException)
     assert row(other) == [[4, -4]]
-    assert model.calls == [4, 1, 1, 1, 1]  # the shared batch failed, so each image was tried alone
+    assert model.calls == [4, 2, 1, 1, 2]  # the shared batch failed: halved until the bad image stood alone
+
+
+def test_micro_batcher_isolates_a_bad_image_in_a_full_batch_in_a_few_calls() -> None:
+    model = FakeModel()
+
+    async def full(batcher: MicroBatcher) -> list[Outcome]:
+        images = [[image(n)] for n in range(32)]
+        images[21] = [CORRUPT]
+        return await asyncio.gather(*(batcher.submit(one) for one in images), return_exceptions=True)
+
+    outcomes = with_batcher(FakeManager(model), max_batch=32, max_wait=0.2, scenario=full)
+    assert [n for n, outcome in enumerate(outcomes) if isinstance(outcome, BaseException)] == [21]
+    assert all(row(o) == [[n, -n]] for n, o in enumerate(outcomes) if not isinstance(o, BaseException))
+    assert model.calls[0] == 32 and len(model.calls) <= 1 + 2 * 5  # one-by-one would take 33 calls
