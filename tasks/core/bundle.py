@@ -17,16 +17,14 @@ from fsspec.implementations.local import LocalFileSystem
 from tasks.core.errors import IntegrityError
 from tasks.core.preprocessing import InputSpec
 from tasks.core.storage import (
-    BUNDLE_FILES,
     METADATA_FILE,
     MODEL_FILE,
     REFERENCE_FILE,
     UAE_FILE,
-    VerifiedVersion,
-    check_listing,
+    Checksums,
     model_root,
-    sha256_file,
-    verify_version,
+    read_checksums,
+    verify_files,
 )
 
 __all__ = [  # the bundle's file names are storage's; they are read from here by whoever loads a bundle
@@ -74,28 +72,32 @@ def fetch_bundle(
 ) -> ModelBundle:
     """Verify every checksum (and, given, that SHA256SUMS is the one released), read its metadata.
 
-    Remote storage is copied to a local cache first (keras loads local files): downloaded into a
-    temporary folder, verified there, renamed into place; a cached copy is verified again before
-    every load, and one that no longer matches is discarded and fetched anew.
+    Local storage is verified and loaded in place. Remote storage is read once: its files are
+    downloaded into a temporary folder, verified there and renamed into a local cache (keras loads
+    local files); the cached copy is verified again before every load, and one that no longer
+    matches is discarded and fetched anew.
     """
-    verified = verify_version(storage_url, name, version)
-    if expected_sums is not None and verified.sums_digest != expected_sums:
+    checksums = read_checksums(storage_url, name, version)
+    fs, root = model_root(storage_url, name)
+    if isinstance(fs, LocalFileSystem):
+        folder = Path(f"{root}/{version}")
+        verify_files(fs, str(folder), checksums)
+    else:
+        folder = _cached_copy(fs, f"{root}/{version}", cache_dir / "models" / name / version, checksums)
+    if expected_sums is not None and checksums.sums_digest != expected_sums:  # after: a broken list says how
         raise IntegrityError(
-            f"{name} version {version}: SHA256SUMS has digest {verified.sums_digest[:12]}..., "
+            f"{name} version {version}: SHA256SUMS has digest {checksums.sums_digest[:12]}..., "
             f"not the {expected_sums[:12]}... recorded when it was released"
         )
-    fs, root = model_root(storage_url, name)
-    folder = Path(f"{root}/{version}")
-    if not isinstance(fs, LocalFileSystem):
-        folder = _cached_copy(fs, f"{root}/{version}", cache_dir / "models" / name / version, verified)
     metadata = yaml.safe_load((folder / METADATA_FILE).read_text(encoding="utf-8"))
     return ModelBundle(name, version, folder, metadata)
 
 
-def _cached_copy(fs: fsspec.AbstractFileSystem, remote: str, folder: Path, verified: VerifiedVersion) -> Path:
+def _cached_copy(fs: fsspec.AbstractFileSystem, remote: str, folder: Path, checksums: Checksums) -> Path:
+    local = LocalFileSystem()
     if folder.exists():
         try:
-            _verify_local(folder, verified)
+            verify_files(local, str(folder), checksums)
             return folder
         except IntegrityError as error:
             logger.warning("Discarding the cached copy of %s: %s", remote, error)
@@ -103,22 +105,14 @@ def _cached_copy(fs: fsspec.AbstractFileSystem, remote: str, folder: Path, verif
     download = folder.parent / f".download-{folder.name}-{uuid.uuid4().hex[:8]}"
     try:
         download.mkdir(parents=True)
-        for file_name in verified.files:
+        for file_name in checksums.files:
             fs.get_file(f"{remote}/{file_name}", str(download / file_name))
-        _verify_local(download, verified)
+        verify_files(local, str(download), checksums)
         download.rename(folder)
     except OSError:
         if not folder.exists():  # not another process's copy arriving first: a real failure
             raise
-        _verify_local(folder, verified)
+        verify_files(local, str(folder), checksums)
     finally:
         shutil.rmtree(download, ignore_errors=True)
     return folder
-
-
-def _verify_local(folder: Path, verified: VerifiedVersion) -> None:
-    present = {p.name for p in folder.iterdir()}
-    check_listing(verified.files, present, BUNDLE_FILES, str(folder))
-    for file_name, digest in verified.files.items():
-        if sha256_file(folder / file_name) != digest:
-            raise IntegrityError(f"{folder / file_name}: its sha256 does not match the published version")

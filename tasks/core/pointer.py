@@ -26,11 +26,12 @@ POINTER = "production.json"
 class ProductionPointer(BaseModel):
     """Which version serves, and the digest of the SHA256SUMS it was released with."""
 
-    name: str = Field(pattern=NAME_PATTERN.pattern)
-    version: str = Field(pattern=VERSION_PATTERN.pattern)
+    # Anchored: a pydantic pattern matches anywhere in the value, so "../1" would pass a bare one.
+    name: str = Field(pattern=f"^{NAME_PATTERN.pattern}$")
+    version: str = Field(pattern=f"^{VERSION_PATTERN.pattern}$")
     url: str
     deployed_at: str
-    previous_version: str | None = Field(None, pattern=VERSION_PATTERN.pattern)
+    previous_version: str | None = Field(None, pattern=f"^{VERSION_PATTERN.pattern}$")
     reason: str = ""
     metrics: dict[str, float] = {}
     sums_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="None only in older pointers")

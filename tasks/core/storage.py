@@ -44,8 +44,8 @@ _SUMS_LINE = re.compile(rf"([0-9a-f]{{64}})  ({_FILE_NAME})")
 
 
 @dataclass(frozen=True)
-class VerifiedVersion:
-    """A version whose every file matched ``SHA256SUMS``: the per-file digests and the digest of the list."""
+class Checksums:
+    """A version's strict ``SHA256SUMS``: the per-file digests, and the digest of the list itself."""
 
     files: dict[str, str]
     sums_digest: str
@@ -110,7 +110,7 @@ def publish_version(source_dir: Path, storage_url: str, name: str, version: str)
         digests = _upload_files(fs, source_dir, staging)
         with fs.open(f"{staging}/{CHECKSUMS}", "w") as handle:
             handle.write(checksum_lines(digests))
-        _verify(fs, staging, digests)
+        verify_files(fs, staging, Checksums(digests, ""), required=())
         _move_into_place(fs, staging, final)
     except (OSError, IntegrityError) as error:
         if fs.exists(staging):
@@ -145,29 +145,36 @@ def _move_into_place(fs: fsspec.AbstractFileSystem, staging: str, final: str) ->
     fs.rm(staging, recursive=True)
 
 
-def _verify(fs: fsspec.AbstractFileSystem, folder: str, expected: dict[str, str]) -> None:
-    for relative, digest in expected.items():
-        with fs.open(f"{folder}/{relative}", "rb") as handle:
+def read_checksums(storage_url: str, name: str, version: str) -> Checksums:
+    """A published version's ``SHA256SUMS``, parsed strictly; no other file is read."""
+    fs, root = model_root(storage_url, name)
+    path = f"{root}/{check_version(version)}/{CHECKSUMS}"
+    if not fs.exists(path):
+        raise IntegrityError(f"{version_url(storage_url, name, version)} is not a published version")
+    with fs.open(path, "rb") as handle:
+        raw = handle.read()
+    where = f"{version_url(storage_url, name, version)}/{CHECKSUMS}"
+    return Checksums(parse_checksums(raw.decode("utf-8", errors="replace"), where), hashlib.sha256(raw).hexdigest())
+
+
+def verify_files(
+    fs: fsspec.AbstractFileSystem, folder: str, checksums: Checksums, required: Collection[str] = BUNDLE_FILES
+) -> None:
+    """The folder holds exactly the files listed, the list names every required one, and each matches."""
+    check_listing(checksums.files, folder_files(fs, folder), required, f"{folder}/{CHECKSUMS}")
+    for file_name, digest in checksums.files.items():
+        with fs.open(f"{folder}/{file_name}", "rb") as handle:
             actual = hashlib.file_digest(handle, "sha256").hexdigest()
         if actual != digest:
-            raise IntegrityError(f"{folder}/{relative}: sha256 {actual} does not match {digest}")
+            raise IntegrityError(f"{folder}/{file_name}: sha256 {actual} does not match {digest}")
 
 
-def verify_version(
-    storage_url: str, name: str, version: str, required: Collection[str] = BUNDLE_FILES
-) -> VerifiedVersion:
-    """Check a published version file for file against a strict SHA256SUMS that lists ``required``."""
+def verify_version(storage_url: str, name: str, version: str, required: Collection[str] = BUNDLE_FILES) -> Checksums:
+    """Check a published version file for file against its strict ``SHA256SUMS``."""
+    checksums = read_checksums(storage_url, name, version)
     fs, root = model_root(storage_url, name)
-    folder = f"{root}/{check_version(version)}"
-    where = f"{version_url(storage_url, name, version)}/{CHECKSUMS}"
-    if not fs.exists(f"{folder}/{CHECKSUMS}"):
-        raise IntegrityError(f"{version_url(storage_url, name, version)} is not a published version")
-    with fs.open(f"{folder}/{CHECKSUMS}", "rb") as handle:
-        raw = handle.read()
-    expected = parse_checksums(raw.decode("utf-8", errors="replace"), where)
-    check_listing(expected, folder_files(fs, folder), required, where)
-    _verify(fs, folder, expected)
-    return VerifiedVersion(expected, hashlib.sha256(raw).hexdigest())
+    verify_files(fs, f"{root}/{version}", checksums, required)
+    return checksums
 
 
 def folder_files(fs: fsspec.AbstractFileSystem, folder: str) -> set[str]:

@@ -239,6 +239,7 @@ def test_tampered_version_is_refused_and_current_model_kept(
     ("version", "fields", "reason"),
     [
         ("../../../tmp", {}, "not a valid production pointer"),
+        ("../2", {}, "not a valid production pointer"),
         ("/etc", {}, "not a valid production pointer"),
         ("2", {"name": "other-model"}, "names model 'other-model'"),
     ],
