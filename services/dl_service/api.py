@@ -101,11 +101,13 @@ async def predict_batch(
     if len(files) > config.max_batch_images:
         raise HTTPException(413, f"{len(files)} images in one request; the limit is {config.max_batch_images}")
     contents: list[bytes] = []
+    total = 0
     for upload in files:  # read one at a time, so the total is refused before it is all in memory
         contents.append(await _read(upload, config.max_upload_bytes))
-        if (total := sum(len(c) for c in contents)) > config.max_request_bytes:
+        total += len(contents[-1])
+        if total > config.max_request_bytes:
             raise HTTPException(
-                413, f"the images total more than {total:,} bytes; the limit is {config.max_request_bytes:,}"
+                413, f"the images total {total:,} bytes or more; the limit is {config.max_request_bytes:,}"
             )
 
     async def call() -> schemas.BatchPrediction:

@@ -26,7 +26,7 @@ from tasks.core.errors import MlopsError
 
 
 class Overloaded(MlopsError):
-    """More images wait for the model than the queue holds: answered 503 with Retry-After, not queued."""
+    """The service holds as many images, taken and not yet answered, as it may: 503 with Retry-After."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class MicroBatcher:
                 _deliver(batch, [error] * len(batch))
                 continue
             self._in_flight += 1
-            done = loop.run_in_executor(self._executor, _predict_each_or_all, model, batch)
+            done = loop.run_in_executor(self._executor, _predict_isolating_failures, model, batch)
             done.add_done_callback(lambda future, batch=batch: self._finished(batch, future))  # type: ignore[misc]
 
     def _finished(self, batch: list[_Pending], done: asyncio.Future[list[BatchOutput | BaseException]]) -> None:
@@ -141,7 +141,7 @@ def _deliver(batch: list[_Pending], outputs: Sequence[BatchOutput | BaseExceptio
             item.future.set_result(output)
 
 
-def _predict_each_or_all(model: ServedModel, batch: list[_Pending]) -> list[BatchOutput | BaseException]:
+def _predict_isolating_failures(model: ServedModel, batch: list[_Pending]) -> list[BatchOutput | BaseException]:
     """One model call for the batch. If it fails, the batch is halved and each half tried again, so
     a bad image fails only its own request and costs about 2 log2(n) more calls, not n: an image the
     decoder refuses (one the checks passed) is a 422 naming it; any other error reaches only the
@@ -152,7 +152,10 @@ def _predict_each_or_all(model: ServedModel, batch: list[_Pending]) -> list[Batc
     except tf.errors.OpError as error:
         if len(batch) > 1:
             middle = len(batch) // 2
-            return [*_predict_each_or_all(model, batch[:middle]), *_predict_each_or_all(model, batch[middle:])]
+            return [
+                *_predict_isolating_failures(model, batch[:middle]),
+                *_predict_isolating_failures(model, batch[middle:]),
+            ]
         if isinstance(error, tf.errors.InvalidArgumentError):
             return [ImageRejected(422, "corrupt or truncated image: the decoder refused it")]
         return [error]

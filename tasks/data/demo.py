@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import io
 import logging
 import shutil
@@ -24,6 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from tasks.core.errors import DatasetBuildError
+from tasks.core.image_properties import content_hash
 from tasks.data.repository import DATA_DIR, MANIFEST, list_tags, run_dvc, run_git
 
 logger = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def write_version(data_dir: Path, examples: list[Example], releases: dict[str, t
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
-        rows.append((example.relative_path, CLASS_NAMES[example.label], example.split, _sha256(content)))
+        rows.append((example.relative_path, CLASS_NAMES[example.label], example.split, content_hash(content)))
     with (data_dir / MANIFEST).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", "split", "sha256"])
@@ -158,10 +158,6 @@ def _remove_unlisted(data_dir: Path, wanted: set[str]) -> None:
     for path in data_dir.glob("*/*/*.png"):
         if path.relative_to(data_dir).as_posix() not in wanted:
             path.unlink()
-
-
-def _sha256(content: bytes) -> str:
-    return hashlib.sha256(content).hexdigest()
 
 
 def init_repository(repo: Path, remote_dir: Path) -> None:

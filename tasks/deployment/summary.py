@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SUMMARY_METRICS = ("accuracy", "macro_f1", "macro_auc", "ece")
+from tasks.evaluation.metrics import HEADLINE_METRICS
 
 
 def summary_markdown(trained: Any, evaluation: Any | None, deployed: Any | None, gate_error: str | None) -> str:
@@ -25,7 +25,7 @@ def summary_markdown(trained: Any, evaluation: Any | None, deployed: Any | None,
         "| metric | challenger | champion |",
         "|---|---|---|",
     ]
-    for name in SUMMARY_METRICS:
+    for name in HEADLINE_METRICS:
         champion = (deployed.champion_metrics or {}).get(name)
         shown = f"{champion:.4f}" if champion is not None else "-"
         lines.append(f"| {name} | {evaluation.metrics[name]:.4f} | {shown} |")

@@ -19,6 +19,9 @@ from sklearn.metrics import log_loss, precision_recall_fscore_support, roc_auc_s
 from tasks.core.preprocessing import InputSpec
 from tasks.data.pipeline import labelled_batches
 
+# What a reviewer reads first: tagged on each registry version, tabled in the full flow's summary.
+HEADLINE_METRICS = ("accuracy", "macro_f1", "macro_auc", "ece")
+
 
 @dataclass
 class Predictions:

@@ -16,10 +16,14 @@ from tasks.core.bundle import fetch_bundle
 from tasks.core.errors import MlopsError
 from tasks.core.tracking import TrackingRun
 from tasks.data.dataset import DatasetRef, read_manifest, select_split
-from tasks.evaluation.metrics import Predictions, classification_metrics, finite_metrics, predict_split
+from tasks.evaluation.metrics import (
+    HEADLINE_METRICS,
+    Predictions,
+    classification_metrics,
+    finite_metrics,
+    predict_split,
+)
 from tasks.evaluation.plots import plot_confusion_matrix, plot_reliability, plot_worst_misclassified
-
-TAGGED_METRICS = ("accuracy", "macro_auc", "macro_f1", "ece")
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ def evaluate_model(
     )
     run.log_metrics(finite_metrics(metrics, log_prefix))
     _log_plots_and_predictions(predictions, ref.data_dir, run, version)
-    for key in TAGGED_METRICS:
+    for key in HEADLINE_METRICS:
         run.client.set_model_version_tag(config.model.name, version, f"eval.{split}.{key}", f"{metrics[key]:.6f}")
     run.client.set_model_version_tag(config.model.name, version, f"eval.{split}.dataset_commit", ref.commit)
     return Evaluation(split, len(rows), metrics)
