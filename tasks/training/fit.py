@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -11,10 +13,59 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import pandas as pd
 import tensorflow as tf
 
-from configs.schema import TrainConfig
+from configs.schema import FlowConfig, TrainConfig
 from tasks.core.tracking import TrackingRun
+from tasks.data.dataset import class_names
+from tasks.data.pipeline import evaluation_batches, image_dataset
+from tasks.training.augmentation import build_augmenter
+from tasks.training.batches import training_batches
+from tasks.training.metadata import input_spec
+from tasks.training.models import build_classifier
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FittedClassifier:
+    model: keras.Model
+    class_names: list[str]
+    history: dict[str, list[float]]
+
+
+def train_classifier(
+    config: FlowConfig, data_dir: Path, table: pd.DataFrame, epoch_logger: keras.callbacks.Callback
+) -> FittedClassifier:
+    """Seeded: the training split shuffled once and fed as augmented batches, early stopping on validation.
+
+    ``table`` lists the images (path, split, label) under ``data_dir``.
+    """
+    data, spec, train_cfg = config.dataset, input_spec(config), config.train
+    keras.utils.set_random_seed(train_cfg.seed)
+    names = class_names(table, data.train_split)
+    # Manifests are sorted by class: a shuffle buffer alone would feed the classes in runs.
+    train_rows = table[table["split"] == data.train_split].sample(frac=1.0, random_state=train_cfg.seed)
+    train = training_batches(
+        image_dataset(data_dir, train_rows, names, spec),
+        train_cfg.batch_size,
+        train_cfg.seed,
+        train_cfg.shuffle_buffer,
+        build_augmenter(train_cfg.augmentation, train_cfg.seed),
+    )
+    validation_rows = table[table["split"] == data.validation_split]
+    validation = evaluation_batches(image_dataset(data_dir, validation_rows, names, spec), 512)
+    model = build_classifier(config.model, len(names))
+    compile_model(model, train_cfg.learning_rate)
+    logger.info(
+        "Training %s on %d images (%d classes) for up to %d epochs",
+        model.name,
+        len(train_rows),
+        len(names),
+        train_cfg.epochs,
+    )
+    return FittedClassifier(model, names, fit_model(model, train, validation, train_cfg, epoch_logger))
 
 
 class MlflowEpochLogger(keras.callbacks.Callback):

@@ -16,49 +16,24 @@ from tasks.core import tracking
 from tasks.core.bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, UAE_FILE
 from tasks.core.storage import publish_version
 from tasks.core.tracking import TrackingRun
-from tasks.data.dataset import DatasetRef, class_names
+from tasks.data.dataset import DatasetRef
 from tasks.data.pipeline import evaluation_batches, image_dataset
 from tasks.training import drift_reference
-from tasks.training.augmentation import build_augmenter
-from tasks.training.batches import training_batches
-from tasks.training.fit import MlflowEpochLogger, compile_model, fit_model, plot_curves
+from tasks.training.fit import MlflowEpochLogger, plot_curves, train_classifier
 from tasks.training.metadata import TrainedModel, input_spec, model_metadata, write_metadata
-from tasks.training.models import build_classifier, build_uae
+from tasks.training.models import build_uae
 
 
 @task(name="train_model", cache_policy=NO_CACHE)
 def train_model(config: FlowConfig, ref: DatasetRef, table_path: Path, run: TrackingRun) -> TrainedModel:
-    """Build the pipeline and the network, fit it, measure it on the test split, save it."""
-    logger = get_run_logger()
-    keras.utils.set_random_seed(config.train.seed)
-    data, spec, train_cfg = config.dataset, input_spec(config), config.train
+    """Fit the network, measure it on the test split, save it into the run's bundle folder."""
     table = pd.read_parquet(table_path, columns=["path", "split", "label"])
-    names = class_names(table, data.train_split)
-    splits = {s: table[table["split"] == s] for s in (data.train_split, data.validation_split, data.test_split)}
-    augmenter = build_augmenter(train_cfg.augmentation, train_cfg.seed)
-    # Manifests are sorted by class: a shuffle buffer alone would feed the classes in runs.
-    train_rows = splits[data.train_split].sample(frac=1.0, random_state=train_cfg.seed)
-    train = training_batches(
-        image_dataset(ref.data_dir, train_rows, names, spec),
-        train_cfg.batch_size,
-        train_cfg.seed,
-        train_cfg.shuffle_buffer,
-        augmenter,
-    )
-    validation = evaluation_batches(image_dataset(ref.data_dir, splits[data.validation_split], names, spec), 512)
-    model = build_classifier(config.model, len(names))
-    compile_model(model, train_cfg.learning_rate)
-    logger.info(
-        "Training %s on %d images (%d classes) for up to %d epochs",
-        model.name,
-        len(splits[data.train_split]),
-        len(names),
-        train_cfg.epochs,
-    )
     started = time.perf_counter()
-    history = fit_model(model, train, validation, train_cfg, MlflowEpochLogger(run))
-    test = evaluation_batches(image_dataset(ref.data_dir, splits[data.test_split], names, spec), 512, cache=False)
-    test_loss, test_accuracy = model.evaluate(test, verbose=0)
+    fitted = train_classifier(config, ref.data_dir, table, MlflowEpochLogger(run))
+    test_rows = table[table["split"] == config.dataset.test_split]
+    test = image_dataset(ref.data_dir, test_rows, fitted.class_names, input_spec(config))
+    test_loss, test_accuracy = fitted.model.evaluate(evaluation_batches(test, 512, cache=False), verbose=0)
+    history = fitted.history
     metrics = {
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
@@ -66,12 +41,12 @@ def train_model(config: FlowConfig, ref: DatasetRef, table_path: Path, run: Trac
         "train_seconds": time.perf_counter() - started,
     }
     run.log_metrics(metrics, step=len(history["loss"]))
-    logger.info("Test accuracy %.4f after %d epochs", test_accuracy, len(history["loss"]))
+    get_run_logger().info("Test accuracy %.4f after %d epochs", test_accuracy, len(history["loss"]))
     bundle = run.workdir / "bundle"
     bundle.mkdir(parents=True, exist_ok=True)
-    model.save(bundle / MODEL_FILE)
+    fitted.model.save(bundle / MODEL_FILE)
     run.log_artifact(plot_curves(history, run.workdir / "training_curves.png"), "plots")
-    return TrainedModel(bundle, names, metrics, len(history["loss"]))
+    return TrainedModel(bundle, fitted.class_names, metrics, len(history["loss"]))
 
 
 @task(name="build_drift_detectors", cache_policy=NO_CACHE)

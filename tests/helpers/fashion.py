@@ -13,12 +13,9 @@ import numpy as np
 from configs.schema import FlowConfig, load_config
 from tasks.core.preprocessing import InputSpec, preprocess_image
 from tasks.core.settings import REPO_ROOT
-from tasks.data.dataset import class_names, read_manifest, select_split
+from tasks.data.dataset import read_manifest
 from tasks.data.demo import CLASS_NAMES, load_source, png_bytes
-from tasks.data.pipeline import evaluation_batches, image_dataset
-from tasks.training.augmentation import build_augmenter
-from tasks.training.batches import training_batches
-from tasks.training.fit import compile_model, fit_model
+from tasks.training.fit import train_classifier as fit
 from tasks.training.models import build_classifier
 
 SPEC = InputSpec(28, 28)
@@ -57,26 +54,9 @@ def shipped_config(*overrides: str) -> FlowConfig:
 
 
 def train_classifier(data_dir: Path, config: FlowConfig) -> TrainedClassifier:
-    """Train on ``data_dir`` with the train task's pipeline, network and fit, seeded by the config."""
-    train = config.train
-    keras.utils.set_random_seed(train.seed)
-    manifest = read_manifest(data_dir)
-    names = class_names(manifest, "train")
-    # As the train task does: the layout lists images by class, so they are shuffled before the buffer.
-    rows = select_split(manifest, "train", None, train.seed).sample(frac=1.0, random_state=train.seed)
-    batches = training_batches(
-        image_dataset(data_dir, rows, names, SPEC),
-        train.batch_size,
-        train.seed,
-        train.shuffle_buffer,
-        build_augmenter(train.augmentation, train.seed),
-    )
-    validation_rows = select_split(manifest, "validation", None, train.seed)
-    validation = evaluation_batches(image_dataset(data_dir, validation_rows, names, SPEC), 512)
-    model = build_classifier(config.model, len(names))
-    compile_model(model, train.learning_rate)
-    history = fit_model(model, batches, validation, train, keras.callbacks.Callback())
-    return TrainedClassifier(model, names, history, config)
+    """Train on ``data_dir`` exactly as the train task does (its own function), seeded by the config."""
+    fitted = fit(config, data_dir, read_manifest(data_dir), keras.callbacks.Callback())
+    return TrainedClassifier(fitted.model, fitted.class_names, fitted.history, config)
 
 
 def untrained_classifier(config: FlowConfig, num_classes: int, seed: int) -> keras.Model:
