@@ -42,7 +42,11 @@ class ServiceSettings(BaseModel):
     pointer_poll_seconds: float = Field(5.0, gt=0, description="how often the production pointer is checked")
     store_images: bool = Field(False, description="keep uploaded images by sha256 in central storage")
     log_predictions: bool = Field(True, description="off only to measure what the prediction log costs")
-    log_flush_seconds: float = Field(0.2, gt=0)
+    log_flush_seconds: float = Field(0.2, gt=0, description="how often spooled rows are retried against the database")
+    spool_stale_seconds: float = Field(
+        300, gt=0, description="a spool file untouched this long belongs to a dead process and is taken over"
+    )
+    decode_threads: int = Field(2, gt=0, description="large images decoded at once; bounds decoding memory")
 
     @model_validator(mode="after")
     def _limits_fit_together(self) -> ServiceSettings:
