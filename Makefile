@@ -70,8 +70,8 @@ lock: ## rewrite requirements.lock from the current .venv
 	{ head -2 requirements.lock; $(BIN)/pip freeze --all | grep -vE '^(pip|setuptools|wheel)=='; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
-secrets: ## write .env with a random value for every secret of the docker-compose stack (kept if it exists)
-	$(BIN)/python deployments/stack/write_secrets.py
+secrets: ## write .env with a random value for every secret of the docker-compose stack, and the model signing key (kept if they exist)
+	$(BIN)/python -m deployments.stack.write_secrets
 
 compose-config: install ## validate docker-compose.yml with Docker Compose v2 (needs .env: make secrets)
 	"$$($(BIN)/python -c 'from deployments.stack.servers import compose_binary; print(compose_binary())')" config -q \

@@ -13,7 +13,7 @@ import numpy as np
 from fastapi import FastAPI, File, UploadFile
 
 from services.dl_service.app import NO_OPENTELEMETRY
-from tasks.core.preprocessing import InputSpec, preprocess_image
+from tasks.core.preprocessing import InputSpec, preprocess
 
 
 def create_noop_app() -> FastAPI:
@@ -33,7 +33,7 @@ def create_naive_app() -> FastAPI:
 
     @app.post("/predict")
     async def predict(file: UploadFile = File(...)) -> dict[str, float]:  # noqa: B008
-        pixels = preprocess_image(await file.read(), spec).numpy()[None].astype(np.float32)
+        pixels = preprocess(await file.read(), spec)[None].astype(np.float32)
         probabilities = model.predict(pixels, verbose=0)[0]
         return {"class": int(probabilities.argmax()), "confidence": float(probabilities.max())}
 

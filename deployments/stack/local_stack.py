@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from deployments.stack.servers import PostgresCluster, compose_binary, free_port
-from deployments.stack.write_secrets import write_env_file
+from deployments.stack.write_secrets import add_verify_key, signing_key_path, write_env_file
 from services.dl_service.metrics import served_versions_by_pid
 from tasks.core.settings import REPO_ROOT as ROOT
 
@@ -45,6 +45,7 @@ PROCESSES = {
     "evidently": "/",
 }
 CONTAINER_PORTS = {"postgres": 5432, "mlflow": 5000, "prefect-server": 4200, "service": 8000, "evidently": 8000}
+SIGNING_KEY_SECRET = "/run/secrets/model-signing-key"  # where compose mounts the signing key in a container
 
 
 class StackError(RuntimeError):
@@ -86,6 +87,7 @@ class LocalStack:
         env_file = self.folder / ".env"
         if not env_file.exists():
             write_env_file(env_file)
+        add_verify_key(env_file)  # a folder made before model signing gets its key pair
         self.secrets = read_env_file(env_file)
         self.compose = resolved_compose(env_file)
         self.ports = {name: free_port() for name in CONTAINER_PORTS}
@@ -103,6 +105,7 @@ class LocalStack:
             text = text.replace(f"{name}:{port}", f"127.0.0.1:{self.ports[name]}")
         text = text.replace("/var/lib/mlops", str(self.folder / "state"))
         text = text.replace("/var/lib/mlflow", str(self.folder / "mlflow"))
+        text = text.replace(SIGNING_KEY_SECRET, str(signing_key_path(self.folder / ".env")))  # the pair of .env's key
         return text.replace("0.0.0.0", "127.0.0.1")
 
     def environment(self, service: str) -> dict[str, str]:

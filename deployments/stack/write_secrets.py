@@ -1,8 +1,11 @@
 """Write .env for the docker-compose stack: every secret of .env.example, random, never reused.
 
-    python deployments/stack/write_secrets.py [--env-file .env] [--force]
+    python -m deployments.stack.write_secrets [--env-file .env] [--force]
 
 An existing file is kept unless --force: rotating database passwords needs the steps in README.
+Beside it, ``.secrets/model-signing-key.pem`` is the private key that signs published model
+versions; .env gets its public half as ``MLOPS_SERVICE_MODEL_VERIFY_KEY``. The key pair is kept
+even with --force: every version it signed would fail verification under a new one.
 """
 
 from __future__ import annotations
@@ -14,8 +17,12 @@ import secrets
 import sys
 from pathlib import Path
 
+from tasks.core.signing import generate_private_key, load_private_key, public_key_text, write_private_key
+
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=\s*$")
+VERIFY_KEY = "MLOPS_SERVICE_MODEL_VERIFY_KEY"  # not a secret: the public half of the signing key
+SIGNING_KEY_FILE = Path(".secrets") / "model-signing-key.pem"  # beside .env; docker-compose.yml mounts it
 
 
 def secret_names(example: Path) -> list[str]:
@@ -23,10 +30,23 @@ def secret_names(example: Path) -> list[str]:
     return [m.group(1) for line in example.read_text().splitlines() if (m := SECRET_LINE.match(line))]
 
 
+def signing_key_path(env_file: Path) -> Path:
+    return env_file.parent / SIGNING_KEY_FILE
+
+
+def verify_key_for(env_file: Path) -> str:
+    """The public key of the signing key beside ``env_file``, creating the pair if there is none yet."""
+    path = signing_key_path(env_file)
+    if not path.exists():
+        write_private_key(generate_private_key(), path)
+    return public_key_text(load_private_key(path).public_key())
+
+
 def write_env_file(path: Path) -> int:
     """A random value for each secret of .env.example, readable by the owner only; returns how many."""
     names = secret_names(ROOT / ".env.example")
-    lines = [f"{name}={secrets.token_urlsafe(32)}" for name in names]
+    values = {name: secrets.token_urlsafe(32) for name in names} | {VERIFY_KEY: verify_key_for(path)}
+    lines = [f"{name}={values[name]}" for name in names]
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(descriptor, 0o600)  # the mode given to open() applies only to a file it creates
     with os.fdopen(descriptor, "w") as handle:
@@ -35,16 +55,27 @@ def write_env_file(path: Path) -> int:
     return len(lines)
 
 
+def add_verify_key(path: Path) -> bool:
+    """Give an .env written before model signing its verify key (and the key pair); False if it has one."""
+    if re.search(rf"^{VERIFY_KEY}=\S", path.read_text(), re.MULTILINE):
+        return False
+    with path.open("a") as handle:
+        handle.write(f"{VERIFY_KEY}={verify_key_for(path)}\n")
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env-file", type=Path, default=ROOT / ".env")
     parser.add_argument("--force", action="store_true", help="replace an existing file")
     args = parser.parse_args()
     if args.env_file.exists() and not args.force:
+        if add_verify_key(args.env_file):
+            print(f"added {VERIFY_KEY} to {args.env_file}; signing key in {signing_key_path(args.env_file)}")
         print(f"{args.env_file} exists; kept (use --force to replace it)", file=sys.stderr)
         return 0
     count = write_env_file(args.env_file)
-    print(f"wrote {count} secrets to {args.env_file} (mode 600)")
+    print(f"wrote {count} secrets to {args.env_file} (mode 600); signing key in {signing_key_path(args.env_file)}")
     return 0
 
 

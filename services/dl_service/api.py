@@ -17,7 +17,7 @@ from services.dl_service.batching import Overloaded
 from services.dl_service.images import ImageRejected
 from services.dl_service.model import ModelManager, ModelUnavailable
 from services.dl_service.service import PredictionService, UnknownLabel
-from services.dl_service.store import StoreUnavailable, UnknownPrediction
+from services.dl_service.store import LogUnavailable, StoreUnavailable, UnknownPrediction
 from tasks.core.errors import IntegrityError
 from tasks.core.settings import Settings
 
@@ -58,7 +58,7 @@ async def _measured(request: Request, endpoint: str, call: Callable[[], Awaitabl
     except ImageRejected as error:
         status = error.status_code
         raise HTTPException(error.status_code, error.reason) from None
-    except (ModelUnavailable, StoreUnavailable) as error:
+    except (ModelUnavailable, StoreUnavailable, LogUnavailable) as error:
         status = 503
         raise HTTPException(503, str(error), headers={"Retry-After": "5"}) from None
     except Overloaded as error:

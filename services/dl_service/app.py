@@ -23,6 +23,7 @@ from services.dl_service.service import PredictionService
 from services.dl_service.store import PredictionLog
 from tasks.core.errors import IntegrityError
 from tasks.core.settings import Settings, get_settings
+from tasks.core.signing import load_public_key
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +44,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             config.model_name,
             settings.cache_dir,
             on_change=lambda before, after: metrics.served_version_changed(config.model_name, before, after),
+            verify_key=load_public_key(config.model_verify_key) if config.model_verify_key.strip() else None,
         )
-        log = PredictionLog(settings.prediction_database_url, settings.spool_dir, config.log_flush_seconds)
+        log = PredictionLog(
+            settings.prediction_database_url, settings.spool_dir, config.log_flush_seconds, config.spool_stale_seconds
+        )
         log.start()
         batcher = MicroBatcher(manager, config.batch_size, config.batch_wait_ms / 1000, config.max_queued_images)
-        batcher.start()
         service = PredictionService(config, settings.central_storage_url, manager, batcher, log, metrics)
+        batcher.record = service.record_batch  # each micro-batch is logged before any of it is answered
+        batcher.start()
         app.state.settings, app.state.manager, app.state.metrics, app.state.service = (
             settings,
             manager,

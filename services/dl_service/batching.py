@@ -5,6 +5,8 @@ request has waited ``max_wait``. While the model is busy the next batch keeps gr
 of closing on a timer, so the event loop answers one batch and reads the next while the other
 is computed: a closed-loop client pool never falls into lock-step with a single batch.
 Each batch takes the current model once, so all its images get the same version.
+The batch's predictions are recorded (``record``: the prediction log's group commit) in the same
+thread before any of its requests is answered, so an answer is never ahead of its log row.
 """
 
 from __future__ import annotations
@@ -12,15 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-import tensorflow as tf
 
-from services.dl_service.images import ImageRejected
+from services.dl_service.images import CheckedImage, ImageRejected
 from services.dl_service.model import ModelManager, ModelUnavailable, ServedModel
 from tasks.core.errors import MlopsError
 
@@ -35,17 +37,39 @@ class BatchOutput:
     features: np.ndarray
     model: ServedModel
     batch_size: int
+    prediction_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """One image of a request, as the batch's recorder sees it."""
+
+    image: CheckedImage
+    request_id: str | None
+    started: float  # time.perf_counter() when the request arrived
+
+
+Outcome = BatchOutput | BaseException
+Recorder = Callable[[list[Submitted], list[Outcome]], list[Outcome]]
 
 
 @dataclass
 class _Pending:
-    content: bytes
+    submitted: Submitted
     future: asyncio.Future[BatchOutput]
 
 
 class MicroBatcher:
-    def __init__(self, manager: ModelManager, max_batch: int, max_wait_seconds: float, max_queued: int = 512) -> None:
+    def __init__(
+        self,
+        manager: ModelManager,
+        max_batch: int,
+        max_wait_seconds: float,
+        max_queued: int = 512,
+        record: Recorder | None = None,
+    ) -> None:
         self.manager, self.max_batch, self.max_wait = manager, max_batch, max_wait_seconds
+        self.record = record  # durable before answering: what it turns into an error is answered as that error
         self.max_queued = max_queued  # images taken and not yet answered: past it a request is refused, not held
         self._queued = 0
         self._waiting: deque[_Pending] = deque()
@@ -64,17 +88,20 @@ class MicroBatcher:
                 await self._task
         self._executor.shutdown(wait=True)
 
-    async def submit(self, contents: list[bytes]) -> list[BatchOutput]:
-        """Queue the encoded (already checked) images of one request; wait for their rows of the outputs."""
+    async def submit(
+        self, images: list[CheckedImage], request_id: str | None = None, started: float | None = None
+    ) -> list[BatchOutput]:
+        """Queue the checked images of one request; wait for their rows of the outputs."""
         if not self.manager.loaded:
             raise ModelUnavailable(self.manager.unavailable_reason)
-        if self._queued + len(contents) > self.max_queued:
+        if self._queued + len(images) > self.max_queued:
             raise Overloaded(
                 f"{self._queued} images are in hand and not yet answered (the limit is {self.max_queued}); "
                 "retry shortly"
             )
         loop = asyncio.get_running_loop()
-        pending = [_Pending(content, loop.create_future()) for content in contents]
+        started = time.perf_counter() if started is None else started
+        pending = [_Pending(Submitted(image, request_id, started), loop.create_future()) for image in images]
         self._queued += len(pending)
         self._waiting.extend(pending)
         self._wake.set()
@@ -82,7 +109,7 @@ class MicroBatcher:
             return [await pending[0].future]
         outputs = await asyncio.gather(*(item.future for item in pending), return_exceptions=True)
         for index, output in enumerate(outputs):
-            if isinstance(output, ImageRejected):  # the decoder refused one the checks passed
+            if isinstance(output, ImageRejected):  # re-decoded for a reloaded model and refused
                 raise output.at(index)
             if isinstance(output, BaseException):
                 raise output
@@ -99,10 +126,16 @@ class MicroBatcher:
                 _deliver(batch, [error] * len(batch))
                 continue
             self._in_flight += 1
-            done = loop.run_in_executor(self._executor, _predict_isolating_failures, model, batch)
+            done = loop.run_in_executor(self._executor, self._predict_and_record, model, batch)
             done.add_done_callback(lambda future, batch=batch: self._finished(batch, future))  # type: ignore[misc]
 
-    def _finished(self, batch: list[_Pending], done: asyncio.Future[list[BatchOutput | BaseException]]) -> None:
+    def _predict_and_record(self, model: ServedModel, batch: list[_Pending]) -> list[Outcome]:
+        outcomes = _predict_isolating_failures(model, batch)
+        if self.record is None:
+            return outcomes
+        return self.record([item.submitted for item in batch], outcomes)
+
+    def _finished(self, batch: list[_Pending], done: asyncio.Future[list[Outcome]]) -> None:
         self._in_flight -= 1
         self._queued -= len(batch)
         self._wake.set()
@@ -141,21 +174,31 @@ def _deliver(batch: list[_Pending], outputs: Sequence[BatchOutput | BaseExceptio
             item.future.set_result(output)
 
 
-def _predict_isolating_failures(model: ServedModel, batch: list[_Pending]) -> list[BatchOutput | BaseException]:
-    """One model call for the batch. If it fails, the batch is halved and each half tried again, so
-    a bad image fails only its own request and costs about 2 log2(n) more calls, not n: an image the
-    decoder refuses (one the checks passed) is a 422 naming it; any other error reaches only the
-    requests whose images raise it alone."""
+def _predict_isolating_failures(model: ServedModel, batch: list[_Pending]) -> list[Outcome]:
+    """One model call for the batch; any failure reaches only the requests whose images cause it."""
+    outcomes: list[Outcome | None] = [None] * len(batch)
+    inputs: dict[int, np.ndarray] = {}
+    for position, item in enumerate(batch):
+        try:
+            inputs[position] = model.input_of(item.submitted.image)
+        except (OSError, SyntaxError, ValueError) as error:  # re-decoded for a reloaded model, and refused
+            outcomes[position] = ImageRejected(422, f"corrupt or truncated image: {error}")
+    positions = list(inputs)
+    for position, outcome in zip(positions, _predict_bisecting(model, [inputs[p] for p in positions]), strict=True):
+        outcomes[position] = outcome
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _predict_bisecting(model: ServedModel, images: list[np.ndarray]) -> list[Outcome]:
+    """If the model call fails, the batch is halved and each half tried again, so a failure reaches only
+    the images that raise it alone, for about 2 log2(n) more calls instead of n."""
+    if not images:
+        return []
     try:
-        probabilities, features = model.predict([item.content for item in batch])
-        return [BatchOutput(probabilities[i], features[i], model, len(batch)) for i in range(len(batch))]
-    except tf.errors.OpError as error:
-        if len(batch) > 1:
-            middle = len(batch) // 2
-            return [
-                *_predict_isolating_failures(model, batch[:middle]),
-                *_predict_isolating_failures(model, batch[middle:]),
-            ]
-        if isinstance(error, tf.errors.InvalidArgumentError):
-            return [ImageRejected(422, "corrupt or truncated image: the decoder refused it")]
-        return [error]
+        probabilities, features = model.predict(np.stack(images))
+        return [BatchOutput(probabilities[i], features[i], model, len(images)) for i in range(len(images))]
+    except Exception as error:
+        if len(images) == 1:
+            return [error]
+        middle = len(images) // 2
+        return [*_predict_bisecting(model, images[:middle]), *_predict_bisecting(model, images[middle:])]

@@ -53,6 +53,11 @@ class ServiceMetrics:
             registry=registry,
             multiprocess_mode="livemax",  # every process sees the same spool folder
         )
+        self.unlogged = Counter(
+            "dl_service_unlogged_predictions_total",
+            "Predictions refused with 503 because neither the database nor the spool could store them (a full disk)",
+            registry=registry,
+        )
         self.rejected_rows = Gauge(
             "dl_service_rejected_rows",
             "Prediction rows the database refused, set aside in the spool folder for an operator",

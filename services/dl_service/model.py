@@ -15,11 +15,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from services.dl_service.images import CheckedImage
 from tasks.core.bundle import LAST_CONV_LAYER, ModelBundle, fetch_bundle
 from tasks.core.errors import IntegrityError, MlopsError
 from tasks.core.pointer import read_pointer
-from tasks.core.preprocessing import preprocess_image
+from tasks.core.preprocessing import preprocess
 
 logger = logging.getLogger(__name__)
 
@@ -35,30 +37,30 @@ class ServedModel:
         self.name, self.version = bundle.name, bundle.version
         self.class_names, self.input_spec = bundle.class_names, bundle.input_spec
         self.classifier, self.encoder = bundle.load_classifier(), bundle.load_encoder()
-        # One graph per version: decode + resize (the shared preprocessing) and both networks, per batch.
-        self._infer = tf.function(self._forward, input_signature=[tf.TensorSpec([None], tf.string)])
+        # One graph per version, both networks on a batch of uint8 images (decoded by the checks).
+        spec = self.input_spec
+        batch_spec = tf.TensorSpec([None, spec.height, spec.width, 3], tf.uint8)
+        self._infer = tf.function(self._forward, input_signature=[batch_spec])
         # Built once per version: the gradient model Grad-CAM differentiates.
         self._gradient_model = keras.Model(
             self.classifier.inputs, [self.classifier.get_layer(LAST_CONV_LAYER).output, self.classifier.output]
         )
 
-    def _forward(self, encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        spec = self.input_spec
-        images = tf.map_fn(
-            lambda one: preprocess_image(one, spec),
-            encoded,
-            fn_output_signature=tf.TensorSpec((spec.height, spec.width, 3), tf.uint8),
-        )
+    def _forward(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         inputs = tf.cast(images, tf.float32)
         return self.classifier(inputs, training=False), self.encoder(inputs, training=False)
 
-    def predict(self, encoded: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        """Encoded images -> (probabilities, UAE features), preprocessed exactly as in training."""
-        probabilities, features = self._infer(tf.constant(encoded, dtype=tf.string))
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 model inputs (N, H, W, 3) -> (probabilities, UAE features)."""
+        probabilities, features = self._infer(tf.constant(images, dtype=tf.uint8))
         return probabilities.numpy(), features.numpy()
 
-    def preprocess(self, encoded: bytes) -> np.ndarray:
-        return np.asarray(preprocess_image(encoded, self.input_spec).numpy())
+    def input_of(self, checked: CheckedImage) -> np.ndarray:
+        """The checks decoded the image for the model that was current then; another input size re-decodes it."""
+        spec = self.input_spec
+        if checked.pixels is not None and checked.pixels.shape == (spec.height, spec.width, 3):
+            return checked.pixels
+        return preprocess(checked.content, spec)
 
     def explain(self, image: np.ndarray) -> np.ndarray:
         """Grad-CAM for the predicted class, which regions raised its score: HxW in [0, 1] at the input size."""
@@ -77,14 +79,23 @@ class ServedModel:
 
     def warm_up(self) -> None:
         """Trace the inference function now rather than on the first request."""
-        blank = np.zeros((self.input_spec.height, self.input_spec.width, 3), dtype=np.uint8)
-        self.predict([tf.io.encode_png(blank).numpy()])
+        self.predict(np.zeros((1, self.input_spec.height, self.input_spec.width, 3), dtype=np.uint8))
 
 
 def load_served_model(
-    storage_url: str, name: str, version: str, cache_dir: Path, expected_sums: str | None = None
+    storage_url: str,
+    name: str,
+    version: str,
+    cache_dir: Path,
+    expected_sums: str | None = None,
+    verify_key: Ed25519PublicKey | None = None,
 ) -> ServedModel:
-    bundle = fetch_bundle(storage_url, name, version, cache_dir, expected_sums)  # checksums verified first
+    """Load a version whose checksums verify and, given a ``verify_key``, whose signature does."""
+    if verify_key is None:  # only the development mode gets here: production settings require the key
+        logger.warning(
+            "Loading %s version %s without checking its signature: set MLOPS_SERVICE_MODEL_VERIFY_KEY", name, version
+        )
+    bundle = fetch_bundle(storage_url, name, version, cache_dir, expected_sums, verify_key)  # verified first
     model = ServedModel(bundle)
     model.warm_up()
     return model
@@ -101,10 +112,16 @@ class ModelManager:
     """Follows the production pointer; loads a new version beside the old one, then swaps."""
 
     def __init__(
-        self, storage_url: str, name: str, cache_dir: Path, on_change: Callable[[str | None, str], None] | None = None
+        self,
+        storage_url: str,
+        name: str,
+        cache_dir: Path,
+        on_change: Callable[[str | None, str], None] | None = None,
+        verify_key: Ed25519PublicKey | None = None,
     ) -> None:
         self.storage_url, self.name, self.cache_dir = storage_url, name, cache_dir
         self.on_change = on_change
+        self.verify_key = verify_key  # None: versions load unsigned (development mode without a key)
         self._current: ServedModel | None = None
         self._load_lock = threading.Lock()
         self.unavailable_reason = "no model loaded yet"
@@ -123,7 +140,7 @@ class ModelManager:
     def refresh(self) -> ReloadResult:
         """Load the version the pointer names if it differs from the current one.
 
-        A pointer that is not valid, or a version whose checksums fail, is refused and the current
+        A pointer that is not valid, or a version whose checksums or signature fail, is refused and the current
         model kept; the reason is logged and raised (a reload request answers it with 409).
         """
         with self._load_lock:
@@ -136,7 +153,7 @@ class ModelManager:
                 if pointer.version == current:
                     return ReloadResult(current, False, f"version {current} already loaded")
                 loaded = load_served_model(
-                    self.storage_url, self.name, pointer.version, self.cache_dir, pointer.sums_sha256
+                    self.storage_url, self.name, pointer.version, self.cache_dir, pointer.sums_sha256, self.verify_key
                 )
             except IntegrityError as error:
                 logger.error("Refusing the production pointer of %s: %s", self.name, error)

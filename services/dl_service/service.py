@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
 
 import cv2
 import fsspec
@@ -15,17 +20,21 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from services.dl_service import schemas
-from services.dl_service.batching import BatchOutput, MicroBatcher
-from services.dl_service.images import CheckedImage, ImageRejected, check_image
+from services.dl_service.batching import BatchOutput, MicroBatcher, Outcome, Submitted
+from services.dl_service.images import CheckedImage, ImageRejected, check_image, decode_checked, open_checked
 from services.dl_service.metrics import ServiceMetrics
 from services.dl_service.model import ModelManager, ServedModel
-from services.dl_service.store import PredictionLog, new_prediction_id, utc_now
+from services.dl_service.store import LogUnavailable, PredictionLog, utc_now
+from tasks.core.preprocessing import InputSpec
 from tasks.core.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 
 DISPLAY_SIZE = 224
-INLINE_CHECK_BYTES = 64 * 1024  # about 0.2 ms of checking: cheaper than a thread hop
+# What is checked on the event loop, where a thread hop would cost more than the work: headers of
+# uploads this small, and decoding when the headers say the pixels are this few (about 0.1 ms).
+INLINE_CHECK_BYTES = 64 * 1024
+INLINE_DECODE_PIXELS = 128 * 128
 
 
 class UnknownLabel(ValueError):
@@ -45,39 +54,51 @@ class PredictionService:
         self.config, self.storage_url = config, storage_url
         self.manager, self.batcher, self.log, self.metrics = manager, batcher, log, metrics
         self._image_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-store")
+        # Large images decode here, a few at a time: their memory is bounded by the pool's size.
+        self._decoder = ThreadPoolExecutor(max_workers=config.decode_threads, thread_name_prefix="decode")
 
     def close(self) -> None:
         self._image_writer.shutdown(wait=True)
+        self._decoder.shutdown(wait=True)
 
-    def check_all(self, contents: list[bytes]) -> list[CheckedImage]:
-        """Refuse bad input with a reason (naming which image); measure the rest (properties, content hash)."""
+    def check_all(self, contents: list[bytes], spec: InputSpec | None) -> list[CheckedImage]:
+        """Refuse bad input with a reason (naming which image); decode and measure the rest, one at a time."""
+        limits = self.config.max_upload_bytes, self.config.max_pixels
         checked = []
         for index, content in enumerate(contents):
-            try:
-                checked.append(check_image(content, self.config.max_upload_bytes, self.config.max_pixels))
-            except ImageRejected as error:
-                raise error.at(index) from None
+            with _naming(index):
+                checked.append(check_image(content, *limits, spec))
         return checked
 
     async def _checked(self, contents: list[bytes]) -> list[CheckedImage]:
-        """Small uploads are checked on the event loop (a thread hop costs more); large ones off it."""
-        if sum(len(c) for c in contents) <= INLINE_CHECK_BYTES:
-            return self.check_all(contents)
-        return await run_in_threadpool(self.check_all, contents)
+        """Check on the event loop what is cheap by its header; decode anything larger in the decode pool."""
+        spec = self.manager.current.input_spec if self.manager.loaded else None
+        if sum(len(content) for content in contents) <= INLINE_CHECK_BYTES:
+            opened = []
+            for index, content in enumerate(contents):
+                with _naming(index):
+                    opened.append(open_checked(content, self.config.max_upload_bytes, self.config.max_pixels))
+            if sum(image.width * image.height for image in opened) <= INLINE_DECODE_PIXELS:
+                checked = []
+                for index, (content, image) in enumerate(zip(contents, opened, strict=True)):
+                    with _naming(index):
+                        checked.append(decode_checked(content, image, spec))
+                return checked
+        return await asyncio.get_running_loop().run_in_executor(self._decoder, self.check_all, contents, spec)
 
     async def predict(self, contents: list[bytes], request_id: str | None) -> list[schemas.Prediction]:
         started = time.perf_counter()
         checked = await self._checked(contents)
-        outputs = await self.batcher.submit(contents)
+        outputs = await self.batcher.submit(checked, request_id, started)
         latency_ms = (time.perf_counter() - started) * 1000
-        return [self._record(c, o, latency_ms, request_id) for c, o in zip(checked, outputs, strict=True)]
+        return [self._answer(output, latency_ms) for output in outputs]
 
     async def explain(self, content: bytes, request_id: str | None) -> schemas.Explanation:
         started = time.perf_counter()
         checked = (await self._checked([content]))[0]
-        output = (await self.batcher.submit([content]))[0]
-        heatmap, overlay, view = await run_in_threadpool(explain_as_pngs, output.model, content)
-        prediction = self._record(checked, output, (time.perf_counter() - started) * 1000, request_id)
+        output = (await self.batcher.submit([checked], request_id, started))[0]
+        heatmap, overlay, view = await run_in_threadpool(explain_as_pngs, output.model, checked)
+        prediction = self._answer(output, (time.perf_counter() - started) * 1000)
         return schemas.Explanation(**prediction.model_dump(), heatmap_png=heatmap, overlay_png=overlay, image_png=view)
 
     def feedback(self, prediction_id: str, label: str) -> schemas.FeedbackOut:
@@ -87,45 +108,48 @@ class PredictionService:
         row = self.log.add_feedback(prediction_id, label)
         return schemas.FeedbackOut(prediction_id=prediction_id, label=label, recorded_at=row["created_at"].isoformat())
 
-    def _record(
-        self, checked: CheckedImage, output: BatchOutput, latency_ms: float, request_id: str | None
-    ) -> schemas.Prediction:
-        model, probabilities = output.model, output.probabilities
-        index = int(probabilities.argmax())
-        prediction_id = new_prediction_id()
-        if self.config.log_predictions:
-            self._log(prediction_id, index, checked, output, latency_ms, request_id)
-        self.metrics.predictions.labels(model.version, model.class_names[index]).inc()
-        self.metrics.batch_size.observe(output.batch_size)
-        return _prediction(prediction_id, model, probabilities, latency_ms, self.config.top_k)
+    def record_batch(self, submitted: list[Submitted], outcomes: list[Outcome]) -> list[Outcome]:
+        """The micro-batch's group commit, in the inference thread before any of its requests is answered:
+        a prediction the log cannot keep (a full disk) is answered 503 instead."""
+        if not self.config.log_predictions:
+            return outcomes
+        now, ended = utc_now(), time.perf_counter()
+        rows = [
+            self._row(item, outcome, (ended - item.started) * 1000, now)
+            for item, outcome in zip(submitted, outcomes, strict=True)
+            if isinstance(outcome, BatchOutput)
+        ]
+        try:
+            self.log.write(rows)
+        except LogUnavailable as error:
+            self.metrics.unlogged.inc(len(rows))
+            return [error if isinstance(outcome, BatchOutput) else outcome for outcome in outcomes]
+        return outcomes
 
-    def _log(
-        self,
-        prediction_id: str,
-        index: int,
-        checked: CheckedImage,
-        output: BatchOutput,
-        latency_ms: float,
-        request_id: str | None,
-    ) -> None:
+    def _answer(self, output: BatchOutput, latency_ms: float) -> schemas.Prediction:
         model, probabilities = output.model, output.probabilities
-        self.log.record(
-            {
-                "id": prediction_id,
-                "created_at": utc_now(),
-                "model_name": model.name,
-                "model_version": model.version,
-                "predicted_label": model.class_names[index],
-                "confidence": float(probabilities[index]),
-                "probabilities": _rounded(probabilities),
-                "uae": _rounded(output.features),
-                **checked.properties,
-                "sha256": checked.sha256,
-                "latency_ms": latency_ms,
-                "request_id": request_id,
-                "image_uri": self._store_image(checked),
-            }
-        )
+        self.metrics.predictions.labels(model.version, model.class_names[int(probabilities.argmax())]).inc()
+        self.metrics.batch_size.observe(output.batch_size)
+        return _prediction(output.prediction_id, model, probabilities, latency_ms, self.config.top_k)
+
+    def _row(self, item: Submitted, output: BatchOutput, latency_ms: float, now: datetime) -> dict[str, Any]:
+        model, probabilities, image = output.model, output.probabilities, item.image
+        index = int(probabilities.argmax())
+        return {
+            "id": output.prediction_id,
+            "created_at": now,
+            "model_name": model.name,
+            "model_version": model.version,
+            "predicted_label": model.class_names[index],
+            "confidence": float(probabilities[index]),
+            "probabilities": _rounded(probabilities),
+            "uae": _rounded(output.features),
+            **image.properties,
+            "sha256": image.sha256,
+            "latency_ms": latency_ms,
+            "request_id": item.request_id,
+            "image_uri": self._store_image(image),
+        }
 
     def _store_image(self, checked: CheckedImage) -> str | None:
         """Keep the upload by content hash in central storage when configured; never on the request path."""
@@ -134,6 +158,15 @@ class PredictionService:
         uri = f"{self.storage_url.rstrip('/')}/images/{checked.sha256[:2]}/{checked.sha256}"
         self._image_writer.submit(_write_once, uri, checked.content)
         return uri
+
+
+@contextmanager
+def _naming(index: int) -> Iterator[None]:
+    """A refusal says which image of the request it is about."""
+    try:
+        yield
+    except ImageRejected as error:
+        raise error.at(index) from None
 
 
 def _write_once(uri: str, content: bytes) -> None:
@@ -167,9 +200,9 @@ def _prediction(
     )
 
 
-def explain_as_pngs(model: ServedModel, content: bytes) -> tuple[str, str, str]:
+def explain_as_pngs(model: ServedModel, checked: CheckedImage) -> tuple[str, str, str]:
     """Grad-CAM of the model that predicted, on the image as the model saw it, rendered: one thread hop."""
-    pixels = model.preprocess(content)
+    pixels = model.input_of(checked)
     return render_explanation(pixels, model.explain(pixels))
 
 

@@ -12,10 +12,12 @@ from typing import Any
 import fsspec
 import keras
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fsspec.implementations.local import LocalFileSystem
 
 from tasks.core.errors import IntegrityError
 from tasks.core.preprocessing import InputSpec
+from tasks.core.signing import verify_signature
 from tasks.core.storage import (
     METADATA_FILE,
     MODEL_FILE,
@@ -24,6 +26,8 @@ from tasks.core.storage import (
     Checksums,
     model_root,
     read_checksums,
+    read_signature,
+    signature_url,
     verify_files,
 )
 
@@ -68,9 +72,17 @@ class ModelBundle:
 
 
 def fetch_bundle(
-    storage_url: str, name: str, version: str, cache_dir: Path, expected_sums: str | None = None
+    storage_url: str,
+    name: str,
+    version: str,
+    cache_dir: Path,
+    expected_sums: str | None = None,
+    verify_key: Ed25519PublicKey | None = None,
 ) -> ModelBundle:
     """Verify every checksum (and, given, that SHA256SUMS is the one released), read its metadata.
+
+    Given a ``verify_key``, SHA256SUMS must carry a valid signature by that key, checked before
+    any other file is read: a version that is unsigned or signed by another key is refused.
 
     Local storage is verified and loaded in place. Remote storage is read once: its files are
     downloaded into a temporary folder, verified there and renamed into a local cache (keras loads
@@ -78,6 +90,9 @@ def fetch_bundle(
     matches is discarded and fetched anew.
     """
     checksums = read_checksums(storage_url, name, version)
+    if verify_key is not None:  # on every load, cache hit or not: the cached files are checked against this list
+        signature = read_signature(storage_url, name, version)
+        verify_signature(verify_key, checksums.listing, signature, signature_url(storage_url, name, version))
     fs, root = model_root(storage_url, name)
     if isinstance(fs, LocalFileSystem):
         folder = Path(f"{root}/{version}")

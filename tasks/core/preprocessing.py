@@ -1,19 +1,35 @@
-"""The one image-preprocessing path shared by training, evaluation, reference building and serving.
+"""The one preprocessing path shared by training, evaluation, reference building and serving.
 
-An encoded image (PNG, JPEG, GIF, BMP) becomes a uint8 RGB tensor of the model's input size:
-grayscale is replicated to three channels, alpha is dropped, and the image is resized with
-antialiased bilinear interpolation only when its size differs. Scaling to [0, 1] happens inside
-the model (its first layer), so every caller hands the model the same uint8 pixels.
+An encoded image (PNG, JPEG, GIF, BMP) becomes a uint8 RGB array of the model's input size.
+One decoder (Pillow) serves every caller, so what the service checked is exactly what the model
+sees: the first frame only, turned upright by its EXIF orientation (a photographed JPEG is
+classified the way it is displayed), grayscale replicated to three channels, alpha dropped, and
+resized with antialiased bilinear interpolation only when its size differs. Scaling to [0, 1]
+happens inside the model (its first layer), so every caller hands the model the same uint8 pixels.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 CHANNELS = 3
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> the transpose that shows the image upright (as ImageOps.exif_transpose does).
+UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 @dataclass(frozen=True)
@@ -25,6 +41,7 @@ class InputSpec:
     channels: int = CHANNELS
     dtype: str = "uint8"
     color_order: str = "RGB"
+    decoder: str = "Pillow: first frame, EXIF orientation applied"
     resize: str = "bilinear, antialiased, only when the size differs"
     scaling: str = "inside the model: x / 255"
 
@@ -32,24 +49,46 @@ class InputSpec:
         return asdict(self)
 
 
-def decode_rgb(encoded: tf.Tensor | bytes) -> tf.Tensor:
-    """Decode any supported format to uint8 RGB (grayscale replicated, alpha dropped)."""
-    return tf.io.decode_image(encoded, channels=CHANNELS, dtype=tf.uint8, expand_animations=False)
+def upright(image: Image.Image) -> Image.Image:
+    """The decoded image turned the way its EXIF orientation says it is displayed."""
+    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    return image.transpose(UPRIGHT[orientation]) if orientation in UPRIGHT else image
 
 
-def resize_to_input(image: tf.Tensor, spec: InputSpec) -> tf.Tensor:
-    """Resize a uint8 HxWx3 image to the input size, rounding back to uint8."""
-    target = tf.constant([spec.height, spec.width], dtype=tf.int32)
-
-    def resized() -> tf.Tensor:
-        scaled = tf.image.resize(image, target, method="bilinear", antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(scaled), 0.0, 255.0), tf.uint8)
-
-    same_size = tf.reduce_all(tf.equal(tf.shape(image)[:2], target))
-    output = tf.cond(same_size, lambda: tf.identity(image), resized)
-    return tf.ensure_shape(output, (spec.height, spec.width, CHANNELS))
+def decode(content: bytes) -> Image.Image:
+    """Encoded bytes -> the decoded, upright first frame (callers that take uploads check limits first)."""
+    image = Image.open(io.BytesIO(content))
+    image.load()
+    return upright(image)
 
 
-def preprocess_image(encoded: tf.Tensor | bytes, spec: InputSpec) -> tf.Tensor:
-    """Encoded bytes -> the model's uint8 input; usable eagerly and inside tf.data graphs."""
-    return resize_to_input(decode_rgb(encoded), spec)
+def as_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode == "PA":  # palette + alpha: through RGBA, since Pillow has no direct conversion
+        return image.convert("RGBA").convert("RGB")
+    return image.convert("RGB")  # gray replicated, palettes expanded, alpha dropped
+
+
+def model_pixels(image: Image.Image, spec: InputSpec) -> np.ndarray:
+    """A decoded image -> the model's uint8 HxWx3 input. Pillow's bilinear resize is antialiased
+    (its support widens with the scale) and works on uint8, so no float copy of a large image is made."""
+    rgb = as_rgb(image)
+    if rgb.size != (spec.width, spec.height):
+        rgb = rgb.resize((spec.width, spec.height), Image.Resampling.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def preprocess(content: bytes, spec: InputSpec) -> np.ndarray:
+    """Encoded bytes -> the model's uint8 input."""
+    return model_pixels(decode(content), spec)
+
+
+def preprocess_image(encoded: tf.Tensor, spec: InputSpec) -> tf.Tensor:
+    """The same path inside tf.data graphs (a string tensor in, a uint8 HxWx3 tensor out)."""
+
+    def preprocess_bytes(content: bytes) -> np.ndarray:
+        return preprocess(bytes(content), spec)
+
+    pixels = tf.numpy_function(preprocess_bytes, [encoded], tf.uint8, stateful=False)
+    return tf.ensure_shape(pixels, (spec.height, spec.width, CHANNELS))

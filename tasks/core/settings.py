@@ -18,6 +18,9 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tasks.core.errors import ConfigError
+from tasks.core.signing import load_public_key
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 PLACEHOLDER_TOKENS = {"", "changeme", "change-me", "secret", "token", "admin", "password"}
@@ -47,6 +50,9 @@ class ServiceSettings(BaseModel):
         300, gt=0, description="a spool file untouched this long belongs to a dead process and is taken over"
     )
     decode_threads: int = Field(2, gt=0, description="large images decoded at once; bounds decoding memory")
+    model_verify_key: str = Field(
+        "", description="base64 Ed25519 public key; model versions must be signed by its private key to load"
+    )
 
     @model_validator(mode="after")
     def _limits_fit_together(self) -> ServiceSettings:
@@ -70,6 +76,7 @@ class Settings(BaseSettings):
     storage_url: str | None = Field(None, description="central storage (fsspec URL); default: home/storage")
     prediction_db_url: str | None = Field(None, description="SQLAlchemy URL of the prediction log; default: SQLite")
     mlflow_ui_url: str = Field("http://127.0.0.1:5000", description="where people open MLflow (links in Prefect)")
+    signing_key_file: Path | None = Field(None, description="PEM private key that signs published model versions")
     service: ServiceSettings = Field(default_factory=ServiceSettings)
 
     @model_validator(mode="after")
@@ -82,6 +89,22 @@ class Settings(BaseSettings):
                 f"MLOPS_SERVICE_ADMIN_TOKEN must be a random secret of at least {MIN_PRODUCTION_TOKEN} characters "
                 "in production mode (`make secrets` writes one)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _require_verify_key(self) -> Settings:
+        """Production serves only signed versions, so it cannot start without the key that checks them."""
+        key = self.service.model_verify_key.strip()
+        if self.service.mode == "production" and not key:
+            raise ValueError(
+                "MLOPS_SERVICE_MODEL_VERIFY_KEY must be set in production mode: the base64 public key that checks "
+                "the signature of every model version (`make secrets` writes one)"
+            )
+        if key:
+            try:
+                load_public_key(key)
+            except ConfigError as error:
+                raise ValueError(str(error)) from None
         return self
 
     @property

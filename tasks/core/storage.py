@@ -9,6 +9,10 @@ Verification is strict, because ``SHA256SUMS`` is what says a version is the one
 file must be exactly what ``sha256sum`` writes for a flat folder (no binary-mode ``*`` lines, no
 blank or extra lines), list every file a model bundle needs, and match the folder file for file;
 names and versions are checked before they become paths, so none can point outside storage.
+
+A version published with a signing key also holds ``SHA256SUMS.sig``, an Ed25519 signature of the
+exact bytes of ``SHA256SUMS`` (``tasks.core.signing``). It is the one file the list does not
+name, since it signs the list; whoever loads the version decides whether it must be there.
 """
 
 from __future__ import annotations
@@ -22,13 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import fsspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fsspec.implementations.local import LocalFileSystem
 
 from tasks.core.errors import IntegrityError, PublishError
+from tasks.core.signing import key_id, sign_checksums
 
 logger = logging.getLogger(__name__)
 
 CHECKSUMS = "SHA256SUMS"
+SIGNATURE = f"{CHECKSUMS}.sig"  # signs SHA256SUMS, so it is the one file SHA256SUMS cannot list
 STAGING = ".staging"
 # What every published model version holds besides SHA256SUMS (tasks.core.bundle reads them).
 MODEL_FILE = "model.keras"
@@ -49,6 +56,12 @@ class Checksums:
 
     files: dict[str, str]
     sums_digest: str
+
+    @property
+    def listing(self) -> bytes:
+        """The bytes of SHA256SUMS, which a signature signs: strict parsing accepts only what ``checksum_lines``
+        writes, so the list rebuilt from the parsed files is the file byte for byte."""
+        return checksum_lines(self.files).encode("ascii")
 
 
 def check_name(name: str) -> str:
@@ -99,24 +112,34 @@ def version_url(storage_url: str, name: str, version: str) -> str:
     return f"{storage_url.rstrip('/')}/models/{check_name(name)}/{check_version(version)}"
 
 
-def publish_version(source_dir: Path, storage_url: str, name: str, version: str) -> str:
-    """Copy every file of ``source_dir`` into ``models/<name>/<version>/`` atomically; return its URL."""
+def publish_version(
+    source_dir: Path, storage_url: str, name: str, version: str, signing_key: Ed25519PrivateKey | None = None
+) -> str:
+    """Copy every file of ``source_dir`` into ``models/<name>/<version>/`` atomically; return its URL.
+
+    With a ``signing_key`` the version also gets ``SHA256SUMS.sig``, written before the version
+    becomes visible, so a signed version is never seen unsigned.
+    """
     fs, root = model_root(storage_url, name)
     final = f"{root}/{check_version(version)}"
     if fs.exists(final):
         raise PublishError(f"{version_url(storage_url, name, version)} already exists; versions are immutable")
     staging = f"{root}/{STAGING}/{version}-{uuid.uuid4().hex[:8]}"
     try:
-        digests = _upload_files(fs, source_dir, staging)
-        with fs.open(f"{staging}/{CHECKSUMS}", "w") as handle:
-            handle.write(checksum_lines(digests))
-        verify_files(fs, staging, Checksums(digests, ""), required=())
+        checksums = Checksums(_upload_files(fs, source_dir, staging), "")
+        with fs.open(f"{staging}/{CHECKSUMS}", "wb") as handle:
+            handle.write(checksums.listing)
+        if signing_key is not None:  # signs the very bytes just written
+            with fs.open(f"{staging}/{SIGNATURE}", "w") as handle:
+                handle.write(sign_checksums(signing_key, checksums.listing))
+        verify_files(fs, staging, checksums, required=())
         _move_into_place(fs, staging, final)
     except (OSError, IntegrityError) as error:
         if fs.exists(staging):
             fs.rm(staging, recursive=True)
         raise PublishError(f"publishing {name} version {version} failed, nothing was published: {error}") from error
-    logger.info("Published %s version %s to %s (%d files)", name, version, final, len(digests))
+    signed = f"signed by key {key_id(signing_key.public_key())}" if signing_key else "unsigned: no signing key set"
+    logger.info("Published %s version %s to %s (%d files, %s)", name, version, final, len(checksums.files), signed)
     return version_url(storage_url, name, version)
 
 
@@ -129,6 +152,8 @@ def _upload_files(fs: fsspec.AbstractFileSystem, source_dir: Path, staging: str)
     for path in files:
         if path.is_dir() or not re.fullmatch(_FILE_NAME, path.name):
             raise PublishError(f"{path}: a version holds plain files with simple names only")
+        if path.name in (CHECKSUMS, SIGNATURE):
+            raise PublishError(f"{path}: publishing writes {path.name} itself; remove it from the bundle")
         digests[path.name] = sha256_file(path)
         fs.put_file(str(path), f"{staging}/{path.name}")
     return digests
@@ -138,7 +163,7 @@ def _move_into_place(fs: fsspec.AbstractFileSystem, staging: str, final: str) ->
     if isinstance(fs, LocalFileSystem):
         Path(staging).rename(final)  # atomic on one filesystem; fails if final exists
         return
-    names = [p for p in fs.find(staging) if not p.endswith(f"/{CHECKSUMS}")]
+    names = [p for p in fs.find(staging) if not p.endswith(f"/{CHECKSUMS}")]  # the signature among them
     for path in names:
         fs.copy(path, final + path[len(staging) :])
     fs.copy(f"{staging}/{CHECKSUMS}", f"{final}/{CHECKSUMS}")
@@ -155,6 +180,20 @@ def read_checksums(storage_url: str, name: str, version: str) -> Checksums:
         raw = handle.read()
     where = f"{version_url(storage_url, name, version)}/{CHECKSUMS}"
     return Checksums(parse_checksums(raw.decode("utf-8", errors="replace"), where), hashlib.sha256(raw).hexdigest())
+
+
+def read_signature(storage_url: str, name: str, version: str) -> str | None:
+    """A published version's ``SHA256SUMS.sig``, or None when it was published unsigned."""
+    fs, root = model_root(storage_url, name)
+    path = f"{root}/{check_version(version)}/{SIGNATURE}"
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "rb") as handle:
+        return str(handle.read().decode("utf-8", errors="replace"))
+
+
+def signature_url(storage_url: str, name: str, version: str) -> str:
+    return f"{version_url(storage_url, name, version)}/{SIGNATURE}"
 
 
 def verify_files(
@@ -178,8 +217,8 @@ def verify_version(storage_url: str, name: str, version: str, required: Collecti
 
 
 def folder_files(fs: fsspec.AbstractFileSystem, folder: str) -> set[str]:
-    """Every entry of a version folder but the checksum list itself."""
-    return {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False)} - {CHECKSUMS}
+    """Every entry of a version folder but the checksum list and its signature, which the list cannot name."""
+    return {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False)} - {CHECKSUMS, SIGNATURE}
 
 
 def check_listing(expected: dict[str, str], present: set[str], required: Collection[str], where: str) -> None:
@@ -189,7 +228,9 @@ def check_listing(expected: dict[str, str], present: set[str], required: Collect
         problems.append(f"does not list {', '.join(missing)}")
     if unlisted := sorted(present - set(expected)):
         problems.append(f"does not cover {', '.join(unlisted)} in the folder")
-    if absent := sorted(set(expected) - present):
+    if itself := sorted({CHECKSUMS, SIGNATURE} & set(expected)):
+        problems.append(f"lists {', '.join(itself)}, which it cannot cover (the list itself and its signature)")
+    if absent := sorted(set(expected) - present - {CHECKSUMS, SIGNATURE}):
         problems.append(f"lists {', '.join(absent)}, which the folder does not hold")
     if problems:
         raise IntegrityError(f"{where} {'; '.join(problems)}")

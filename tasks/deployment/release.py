@@ -12,6 +12,8 @@ from mlflow.tracking import MlflowClient
 
 from tasks.core.errors import MlopsError
 from tasks.core.pointer import ProductionPointer, write_pointer
+from tasks.core.signing import signed_by
+from tasks.core.storage import read_signature, signature_url
 from tasks.core.tracking import CHAMPION_ALIAS
 
 logger = logging.getLogger(__name__)
@@ -31,9 +33,17 @@ def release_version(
         raise MlopsError(
             f"{name} version {version} is not registered; `python -m tasks.ops models` lists them"
         ) from None
+    signer = signing_key_id(storage_url, name, version)  # before the pointer: a malformed signature stops here
     pointer = write_pointer(storage_url, name, version, reason, metrics)
     client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
     client.set_model_version_tag(name, version, "deployed_at", pointer.deployed_at)
     client.set_model_version_tag(name, version, "sha256sums_digest", str(pointer.sums_sha256))
+    client.set_model_version_tag(name, version, "signing_key_id", signer)
     logger.info("%s version %s is now in production (%s)", name, version, reason)
     return pointer
+
+
+def signing_key_id(storage_url: str, name: str, version: str) -> str:
+    """The id of the key the version's signature names, or "unsigned"; services check the signature itself."""
+    signature = read_signature(storage_url, name, version)
+    return "unsigned" if signature is None else signed_by(signature, signature_url(storage_url, name, version))

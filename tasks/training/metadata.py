@@ -38,7 +38,7 @@ def model_metadata(config: FlowConfig, ref: DatasetRef, trained: TrainedModel, r
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "class_names": trained.class_names,
         "input": input_spec(config).as_dict(),
-        "preprocessing": {"function": "tasks.core.preprocessing.preprocess_image", "model_input_dtype": "float32"},
+        "preprocessing": {"function": "tasks.core.preprocessing.preprocess", "model_input_dtype": "float32"},
         "architecture": config.model.architecture,
         "dataset": {
             "path": ref.repo.name,

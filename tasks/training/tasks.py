@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from configs.schema import FlowConfig
 from tasks.core import tracking
 from tasks.core.bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, UAE_FILE
+from tasks.core.signing import load_private_key
 from tasks.core.storage import publish_version
 from tasks.core.tracking import TrackingRun
 from tasks.data.dataset import DatasetRef
@@ -96,7 +97,9 @@ def register_model(
 
 @task(name="publish_model", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def publish_model(trained: TrainedModel, name: str, version: str, run: TrackingRun) -> str:
-    """Copy the bundle to central storage as an immutable, checksummed version; return its URL."""
-    url = publish_version(trained.bundle_dir, run.settings.central_storage_url, name, version)
+    """Copy the bundle to central storage as an immutable, checksummed version, signed when a key is set."""
+    key_file = run.settings.signing_key_file
+    signing_key = load_private_key(key_file) if key_file else None
+    url = publish_version(trained.bundle_dir, run.settings.central_storage_url, name, version, signing_key)
     get_run_logger().info("Published %s", url)
     return url

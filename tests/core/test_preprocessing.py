@@ -7,9 +7,9 @@ import io
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from tasks.core.preprocessing import InputSpec, preprocess_image
+from tasks.core.preprocessing import InputSpec, preprocess, preprocess_image
 
 SPEC = InputSpec(height=28, width=28)
 
@@ -26,7 +26,7 @@ def gray() -> np.ndarray:
 
 
 def test_preprocess_grayscale_is_replicated_to_rgb_unchanged(gray: np.ndarray) -> None:
-    out = preprocess_image(encode(gray, "L"), SPEC).numpy()
+    out = preprocess(encode(gray, "L"), SPEC)
     assert out.shape == (28, 28, 3) and out.dtype == np.uint8
     for channel in range(3):
         np.testing.assert_array_equal(out[..., channel], gray)
@@ -35,23 +35,45 @@ def test_preprocess_grayscale_is_replicated_to_rgb_unchanged(gray: np.ndarray) -
 def test_preprocess_keeps_rgb_channel_order() -> None:
     rgb = np.zeros((28, 28, 3), dtype=np.uint8)
     rgb[..., 0] = 200  # pure red must stay in channel 0
-    out = preprocess_image(encode(rgb, "RGB"), SPEC).numpy()
+    out = preprocess(encode(rgb, "RGB"), SPEC)
     assert out[..., 0].min() == 200 and out[..., 1].max() == 0 and out[..., 2].max() == 0
 
 
 def test_preprocess_drops_alpha(gray: np.ndarray) -> None:
     rgba = np.dstack([gray, gray, gray, np.full_like(gray, 7)])
-    out = preprocess_image(encode(rgba, "RGBA"), SPEC).numpy()
+    out = preprocess(encode(rgba, "RGBA"), SPEC)
     np.testing.assert_array_equal(out[..., 0], gray)
 
 
 def test_preprocess_resizes_other_sizes_and_jpeg() -> None:
     big = np.full((100, 60, 3), 128, dtype=np.uint8)
-    out = preprocess_image(encode(big, "RGB", "JPEG"), SPEC).numpy()
+    out = preprocess(encode(big, "RGB", "JPEG"), SPEC)
     assert out.shape == (28, 28, 3)
     assert abs(int(out.mean()) - 128) <= 2
 
 
 def test_preprocess_rejects_bytes_that_are_not_an_image() -> None:
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?i)unknown image file format|decode"):
-        preprocess_image(b"definitely not an image", SPEC)
+    with pytest.raises(UnidentifiedImageError):
+        preprocess(b"definitely not an image", SPEC)
+
+
+def test_tf_data_path_gives_the_same_pixels(gray: np.ndarray) -> None:
+    """Training reads images inside tf.data; it must decode exactly as the service does."""
+    files = [encode(gray, "L"), encode(np.full((100, 60, 3), 90, dtype=np.uint8), "RGB", "JPEG")]
+    dataset = tf.data.Dataset.from_tensor_slices(files).map(lambda one: preprocess_image(one, SPEC))
+    for from_graph, content in zip(dataset, files, strict=True):
+        np.testing.assert_array_equal(from_graph.numpy(), preprocess(content, SPEC))
+
+
+@pytest.mark.parametrize(("orientation", "turn"), [(3, 2), (6, -1), (8, 1)])
+def test_exif_orientation_is_applied(orientation: int, turn: int) -> None:
+    """A camera stores the sensor's pixels and says how to turn them: the model sees the photo upright."""
+    upright = np.zeros((28, 28, 3), dtype=np.uint8)
+    upright[:8, :, :] = 255  # a white band at the top
+    stored = np.ascontiguousarray(np.rot90(upright, k=-turn))  # what the sensor wrote
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, format="JPEG", quality=95, exif=exif.tobytes())
+    seen = preprocess(buffer.getvalue(), SPEC).mean(axis=2)
+    assert seen[:8].mean() > 200 and seen[12:].mean() < 40, "the band must be at the top"

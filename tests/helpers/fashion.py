@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from configs.schema import FlowConfig, load_config
-from tasks.core.preprocessing import InputSpec, preprocess_image
+from tasks.core.preprocessing import InputSpec, preprocess
 from tasks.core.settings import REPO_ROOT
 from tasks.data.dataset import read_manifest
 from tasks.data.demo import CLASS_NAMES, load_source, png_bytes
@@ -67,13 +67,13 @@ def untrained_classifier(config: FlowConfig, num_classes: int, seed: int) -> ker
 
 def read_images(data_dir: Path, paths: Iterable[str]) -> np.ndarray:
     """The model's uint8 input for each image file, through the shared preprocessing."""
-    return np.stack([preprocess_image((data_dir / path).read_bytes(), SPEC).numpy() for path in paths])
+    return np.stack([preprocess((data_dir / path).read_bytes(), SPEC) for path in paths])
 
 
 def blank_image(value: int) -> np.ndarray:
     """A uniform 28x28 grayscale image, through the PNG encoding and the shared preprocessing."""
     encoded = png_bytes(np.full((28, 28), value, dtype=np.uint8))
-    return preprocess_image(encoded, SPEC).numpy()
+    return preprocess(encoded, SPEC)
 
 
 def probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:

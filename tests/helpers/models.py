@@ -10,7 +10,7 @@ import yaml
 
 from configs.schema import ModelConfig
 from tasks.core.bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, UAE_FILE
-from tasks.core.preprocessing import InputSpec, preprocess_image
+from tasks.core.preprocessing import InputSpec, preprocess
 from tasks.data.dataset import class_names, properties_table, read_manifest, select_split
 from tasks.data.pipeline import evaluation_batches, image_dataset
 from tasks.training.drift_reference import build_reference_features
@@ -45,5 +45,5 @@ def build_bundle(folder: Path, data_dir: Path, seed: int) -> None:
 def in_process_probabilities(storage: Path, version: str, image: Path) -> np.ndarray:
     """What the published model says about an image, without the service."""
     model = keras.models.load_model(storage / "models" / MODEL_NAME / version / MODEL_FILE)
-    pixels = preprocess_image(image.read_bytes(), SPEC).numpy()[None].astype(np.float32)
+    pixels = preprocess(image.read_bytes(), SPEC)[None].astype(np.float32)
     return np.asarray(model(pixels, training=False))[0]

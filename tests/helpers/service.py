@@ -19,6 +19,15 @@ from tasks.core.settings import REPO_ROOT, Settings
 @contextmanager
 def running_service(env: dict[str, str], log_path: Path, workers: int = 1) -> Iterator[str]:
     """uvicorn serving dl_service on a free loopback port; yields the base URL once ready."""
+    with running_service_process(env, log_path, workers) as (url, _):
+        yield url
+
+
+@contextmanager
+def running_service_process(
+    env: dict[str, str], log_path: Path, workers: int = 1
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """As ``running_service``, also yielding the process (with one worker, the one that serves)."""
     port = free_port()
     command = [
         sys.executable,
@@ -51,7 +60,7 @@ def running_service(env: dict[str, str], log_path: Path, workers: int = 1) -> It
                     ready_in_a_row = 0
                 assert time.monotonic() < deadline, "the service did not become ready"
                 time.sleep(0.3)
-            yield url
+            yield url, process
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -69,3 +78,16 @@ def settings_with(**service: object) -> Settings:
     """The environment's settings with some ``MLOPS_SERVICE_*`` values changed, as a test's own app takes them."""
     settings = Settings()
     return settings.model_copy(update={"service": settings.service.model_copy(update=service)})
+
+
+def resident_kib(pid: int, field: str = "VmRSS") -> int:
+    """A process's resident memory (VmRSS) or its peak since the last reset (VmHWM), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for process {pid}")
+
+
+def reset_peak_memory(pid: int) -> None:
+    """Start VmHWM afresh (Linux's clear_refs), so it shows the peak of what follows."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")

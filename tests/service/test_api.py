@@ -18,6 +18,7 @@ from PIL import Image
 from services.dl_service.app import create_app
 from tasks.core.pointer import write_pointer
 from tasks.core.settings import ServiceSettings, Settings
+from tasks.core.signing import generate_private_key, public_key_text
 from tests.helpers.models import MODEL_NAME, in_process_probabilities
 from tests.helpers.service import settings_with, wait_until
 
@@ -120,7 +121,7 @@ def test_feedback_is_stored_and_checked(
     [
         (b"", 400, "empty upload"),
         (b"hello, I am text", 415, "not an image"),
-        (png(np.zeros((28, 28), np.uint8))[:60], 422, "corrupt or truncated"),
+        (png(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8))[:400], 422, "corrupt or truncated"),
         (png(np.zeros((28, 28), np.uint16) + 900), 415, "bit depth"),
         (png(np.zeros((3000, 3000), np.uint8)), 413, "pixels"),
     ],
@@ -296,7 +297,9 @@ def test_production_mode_refuses_a_placeholder_or_short_token(token: str) -> Non
 
 def test_production_mode_takes_a_long_random_token() -> None:
     token = "x7Qk2-Lm9pZr4VtB8nWc3YfH6sJd1GaE0uKo"
-    assert Settings(service=ServiceSettings(mode="production", admin_token=token)).service.admin_token == token
+    verify_key = public_key_text(generate_private_key().public_key())  # production also needs one
+    service = ServiceSettings(mode="production", admin_token=token, model_verify_key=verify_key)
+    assert Settings(service=service).service.admin_token == token
 
 
 def test_web_page_and_openapi_docs_are_served(client: TestClient) -> None:

@@ -2,8 +2,8 @@
 
 A batch closes when it holds ``max_batch`` images, or when the model is free and its oldest request
 has waited ``max_wait``; while the model is busy the next batch grows instead of closing on a timer.
-Every caller gets its own row back, an unloaded model refuses with its reason, and a corrupt image
-fails only its own request, naming its index. The model is a fake on purpose: the rule is under test,
+Every caller gets its own row back, an unloaded model refuses with its reason, and an image the model
+fails on fails only its own request. The model is a fake on purpose: the rule is under test,
 not TensorFlow.
 """
 
@@ -21,16 +21,24 @@ import pytest
 import tensorflow as tf
 
 from services.dl_service.batching import BatchOutput, MicroBatcher, Overloaded
-from services.dl_service.images import ImageRejected
+from services.dl_service.images import CheckedImage, ImageRejected
 from services.dl_service.model import ModelManager, ModelUnavailable
 
 T = TypeVar("T")
 Outcome = list[BatchOutput] | BaseException  # what one submit gives, under gather(return_exceptions=True)
-CORRUPT = b"corrupt"  # the bytes the fake's decoder refuses, as TensorFlow's would a truncated PNG
+
+
+def image(number: int) -> CheckedImage:
+    """A checked image whose model input is just its number."""
+    return CheckedImage(str(number).encode(), "", {}, np.array([float(number)]))
+
+
+POISON = image(-1)  # an image the fake model's call fails on
+UNDECODABLE = CheckedImage(b"corrupt", "", {}, None)  # must be decoded again (the model was reloaded) and cannot be
 
 
 class FakeModel:
-    """Stands in for ServedModel: row i of its outputs encodes the number written in image i's bytes."""
+    """Stands in for ServedModel: row i of its outputs is the number image i stands for."""
 
     def __init__(self, busy: bool = False) -> None:
         self.calls: list[int] = []  # the batch size of each call, in order
@@ -39,13 +47,18 @@ class FakeModel:
         if not busy:
             self.free.set()
 
-    def predict(self, encoded: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        self.calls.append(len(encoded))
+    def input_of(self, checked: CheckedImage) -> np.ndarray:
+        if checked.pixels is None:
+            raise OSError("image file is truncated")
+        return checked.pixels
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.calls.append(len(images))
         self.entered.set()
         self.free.wait(timeout=30)
-        if CORRUPT in encoded:
-            raise tf.errors.InvalidArgumentError(None, None, "the decoder refused an image")
-        numbers = np.array([float(int(content)) for content in encoded])
+        numbers = images[:, 0]
+        if (numbers < 0).any():
+            raise tf.errors.InvalidArgumentError(None, None, "the model failed on an image")
         return np.stack([numbers, -numbers], axis=1), numbers[:, None] * 10
 
 
@@ -86,10 +99,6 @@ def with_batcher(
             await batcher.stop()
 
     return asyncio.run(main())
-
-
-def image(number: int) -> bytes:
-    return str(number).encode()
 
 
 def row(outputs: list[BatchOutput]) -> list[list[float]]:
@@ -200,20 +209,34 @@ def test_micro_batcher_submit_raises_model_unavailable_with_the_reason() -> None
         with_batcher(FakeManager(None, reason), max_batch=4, max_wait=0.01, scenario=ask)
 
 
-def test_micro_batcher_names_the_corrupt_image_of_a_request_and_answers_the_others() -> None:
+def test_micro_batcher_fails_only_the_request_whose_image_the_model_fails_on() -> None:
     model = FakeModel()
 
     async def mixed(batcher: MicroBatcher) -> tuple[Outcome, Outcome]:
         return await asyncio.gather(
-            batcher.submit([image(1), CORRUPT, image(3)]), batcher.submit([image(4)]), return_exceptions=True
+            batcher.submit([image(1), POISON, image(3)]), batcher.submit([image(4)]), return_exceptions=True
+        )
+
+    failed, other = with_batcher(FakeManager(model), max_batch=8, max_wait=0.05, scenario=mixed)
+    assert isinstance(failed, tf.errors.InvalidArgumentError)
+    assert not isinstance(other, BaseException)
+    assert row(other) == [[4, -4]]
+    assert model.calls == [4, 2, 1, 1, 2]  # the shared batch failed: halved until the bad image stood alone
+
+
+def test_micro_batcher_names_an_image_that_cannot_be_decoded_again_for_a_reloaded_model() -> None:
+    model = FakeModel()
+
+    async def mixed(batcher: MicroBatcher) -> tuple[Outcome, Outcome]:
+        return await asyncio.gather(
+            batcher.submit([image(1), UNDECODABLE, image(3)]), batcher.submit([image(4)]), return_exceptions=True
         )
 
     rejected, other = with_batcher(FakeManager(model), max_batch=8, max_wait=0.05, scenario=mixed)
     assert isinstance(rejected, ImageRejected)
     assert (rejected.index, rejected.status_code) == (1, 422)
-    assert not isinstance(other, BaseException)
-    assert row(other) == [[4, -4]]
-    assert model.calls == [4, 2, 1, 1, 2]  # the shared batch failed: halved until the bad image stood alone
+    assert not isinstance(other, BaseException) and row(other) == [[4, -4]]
+    assert model.calls == [3]  # the others still share one call
 
 
 def test_micro_batcher_isolates_a_bad_image_in_a_full_batch_in_a_few_calls() -> None:
@@ -221,7 +244,7 @@ def test_micro_batcher_isolates_a_bad_image_in_a_full_batch_in_a_few_calls() -> 
 
     async def full(batcher: MicroBatcher) -> list[Outcome]:
         images = [[image(n)] for n in range(32)]
-        images[21] = [CORRUPT]
+        images[21] = [POISON]
         return await asyncio.gather(*(batcher.submit(one) for one in images), return_exceptions=True)
 
     outcomes = with_batcher(FakeManager(model), max_batch=32, max_wait=0.2, scenario=full)

@@ -139,7 +139,7 @@ def test_rows_of_a_process_that_died_mid_replay_are_written(tmp_path: Path) -> N
     claimed = spool / "pending-4242-abcdef.4242.replaying"
     claimed.write_text("".join(json.dumps(row) + "\n" for row in rows))
     database = tmp_path / "predictions.db"
-    log = PredictionLog(f"sqlite:///{database}", spool, stale_claim_seconds=0)
+    log = PredictionLog(f"sqlite:///{database}", spool, stale_seconds=0)
     log.start()
     log.close()  # the final flush replays
     with sqlite3.connect(database) as connection:
@@ -168,7 +168,7 @@ def test_a_row_the_database_refuses_is_set_aside_and_blocks_nothing(tmp_path: Pa
     log = PredictionLog(f"sqlite:///{database}", spool)
     log.start()
     log.flush()
-    log.record({**row, "id": "after", "created_at": datetime.now(UTC)})
+    log.write([{**row, "id": "after", "created_at": datetime.now(UTC)}])
     log.close()
     with sqlite3.connect(database) as connection:
         written = {r[0] for r in connection.execute("SELECT id FROM predictions")}
