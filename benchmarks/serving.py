@@ -52,10 +52,9 @@ class LoadResult:
 def build_model(workdir: Path) -> tuple[Path, Path]:
     """The config's classifier and UAE, published to a private storage with a production pointer."""
     import keras
-
-    from configs.schema import load_config
     import pandas as pd
 
+    from configs.schema import load_config
     from tasks.core.bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, UAE_FILE
     from tasks.core.pointer import write_pointer
     from tasks.core.storage import publish_version
