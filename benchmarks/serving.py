@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 CONCURRENCY = (1, 8, 32, 64)
-ROUNDS = 3
+ROUNDS = 5
 NOOP, SERVICE, NO_LOG = "(b) no-op upload", "(c) dl_service /predict", "(c') dl_service, logging off"
 NAIVE, BENTOML = "(d) naive per-request", "(e) BentoML 1.4 adaptive"
 
@@ -277,7 +277,16 @@ def report(raw: float, results: list[LoadResult], rounds: dict[str, list[LoadRes
     bento = by_name.get((BENTOML, 32))
     if bento:
         print(f"/predict at 32 vs BentoML:         {ours / bento:.2f}x (target >= 1.0)")
-    print(f"cost of the durable prediction log: {100 * (1 - ours / by_name[(NO_LOG, 32)]):.1f}% (target <= 15%)")
+    # Each round runs the two back to back, so their ratio is paired against the machine's drift.
+    paired = sorted(
+        on.requests_per_second / off.requests_per_second
+        for on, off in zip(rounds[SERVICE], rounds[NO_LOG], strict=True)
+    )
+    print(
+        f"cost of the durable prediction log: {100 * (1 - paired[len(paired) // 2]):.1f}% "
+        f"(median of {len(paired)} paired rounds, range {100 * (1 - paired[-1]):.0f}..{100 * (1 - paired[0]):.0f}%; "
+        "target <= 15%)"
+    )
 
 
 if __name__ == "__main__":

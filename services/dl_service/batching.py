@@ -5,8 +5,9 @@ request has waited ``max_wait``. While the model is busy the next batch keeps gr
 of closing on a timer, so the event loop answers one batch and reads the next while the other
 is computed: a closed-loop client pool never falls into lock-step with a single batch.
 Each batch takes the current model once, so all its images get the same version.
-The batch's predictions are recorded (``record``: the prediction log's group commit) in the same
-thread before any of its requests is answered, so an answer is never ahead of its log row.
+The batch's predictions are recorded (``record``: the prediction log's group commit, in a thread of
+its own while the model goes on) before any of its requests is answered, so an answer is never
+ahead of its log row.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ class MicroBatcher:
         self._wake = asyncio.Event()  # set when a request arrives or a batch finishes
         self._in_flight = 0  # batches handed to the inference thread and not yet answered
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        # Recording (the log's commit) runs beside inference, so the model never waits for the database.
+        self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record")
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -87,6 +90,7 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._executor.shutdown(wait=True)
+        self._recorder.shutdown(wait=True)
 
     async def submit(
         self, images: list[CheckedImage], request_id: str | None = None, started: float | None = None
@@ -126,21 +130,29 @@ class MicroBatcher:
                 _deliver(batch, [error] * len(batch))
                 continue
             self._in_flight += 1
-            done = loop.run_in_executor(self._executor, self._predict_and_record, model, batch)
-            done.add_done_callback(lambda future, batch=batch: self._finished(batch, future))  # type: ignore[misc]
+            predicted = loop.run_in_executor(self._executor, _predict_isolating_failures, model, batch)
+            predicted.add_done_callback(lambda future, batch=batch: self._predicted(batch, future))  # type: ignore[misc]
 
-    def _predict_and_record(self, model: ServedModel, batch: list[_Pending]) -> list[Outcome]:
-        outcomes = _predict_isolating_failures(model, batch)
-        if self.record is None:
-            return outcomes
-        return self.record([item.submitted for item in batch], outcomes)
-
-    def _finished(self, batch: list[_Pending], done: asyncio.Future[list[Outcome]]) -> None:
+    def _predicted(self, batch: list[_Pending], predicted: asyncio.Future[list[Outcome]]) -> None:
+        """The model is free for the next batch; this one is recorded (off the loop) and then answered."""
         self._in_flight -= 1
-        self._queued -= len(batch)
         self._wake.set()
-        error = done.exception()
-        _deliver(batch, [error] * len(batch) if error is not None else done.result())
+        error = predicted.exception()
+        outcomes = [error] * len(batch) if error is not None else predicted.result()
+        if self.record is None:
+            self._answer(batch, outcomes)
+            return
+        submitted = [item.submitted for item in batch]
+        recorded = asyncio.get_running_loop().run_in_executor(self._recorder, self.record, submitted, outcomes)
+        recorded.add_done_callback(lambda future, batch=batch: self._recorded(batch, future))  # type: ignore[misc]
+
+    def _recorded(self, batch: list[_Pending], recorded: asyncio.Future[list[Outcome]]) -> None:
+        error = recorded.exception()
+        self._answer(batch, [error] * len(batch) if error is not None else recorded.result())
+
+    def _answer(self, batch: list[_Pending], outcomes: Sequence[Outcome]) -> None:
+        self._queued -= len(batch)
+        _deliver(batch, outcomes)
 
     async def _collect(self) -> list[_Pending]:
         """Wait for the first request, then for company: until full, or the model is free and the wait is over."""
