@@ -18,7 +18,7 @@ from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, Field, ValidationError
 
 from tasks.core.errors import IntegrityError
-from tasks.core.storage import NAME_PATTERN, VERSION_PATTERN, model_root, verify_version, version_url
+from tasks.core.storage import NAME_PATTERN, VERSION_PATTERN, model_root, read_fresh, verify_version, version_url
 
 POINTER = "production.json"
 
@@ -41,13 +41,13 @@ def read_pointer(storage_url: str, name: str) -> ProductionPointer | None:
     """The pointer, checked: a version that is not a number, or another model's name, is refused."""
     fs, root = model_root(storage_url, name)
     path = f"{root}/{POINTER}"
-    if not fs.exists(path):
+    raw = read_fresh(fs, path)
+    if raw is None:
         return None
-    with fs.open(path, "r") as handle:
-        try:
-            pointer = ProductionPointer.model_validate(json.load(handle))
-        except (ValueError, ValidationError) as error:
-            raise IntegrityError(f"{path} is not a valid production pointer: {error}") from None
+    try:
+        pointer = ProductionPointer.model_validate(json.loads(raw))
+    except (ValueError, ValidationError) as error:
+        raise IntegrityError(f"{path} is not a valid production pointer: {error}") from None
     if pointer.name != name:
         raise IntegrityError(f"{path} names model {pointer.name!r}, not {name!r}")
     return pointer

@@ -122,6 +122,7 @@ def publish_version(
     """
     fs, root = model_root(storage_url, name)
     final = f"{root}/{check_version(version)}"
+    fs.invalidate_cache(final)
     if fs.exists(final):
         raise PublishError(f"{version_url(storage_url, name, version)} already exists; versions are immutable")
     staging = f"{root}/{STAGING}/{version}-{uuid.uuid4().hex[:8]}"
@@ -170,14 +171,25 @@ def _move_into_place(fs: fsspec.AbstractFileSystem, staging: str, final: str) ->
     fs.rm(staging, recursive=True)
 
 
+def read_fresh(fs: fsspec.AbstractFileSystem, path: str) -> bytes | None:
+    """A small file's bytes as they are now, or None when it does not exist.
+
+    Object-store clients cache listings and sizes; another process (the deploy flow in another
+    container) may have written since, so the cache is dropped and the object read in one request.
+    """
+    fs.invalidate_cache(path)
+    try:
+        return bytes(fs.cat_file(path))
+    except FileNotFoundError:
+        return None
+
+
 def read_checksums(storage_url: str, name: str, version: str) -> Checksums:
     """A published version's ``SHA256SUMS``, parsed strictly; no other file is read."""
     fs, root = model_root(storage_url, name)
-    path = f"{root}/{check_version(version)}/{CHECKSUMS}"
-    if not fs.exists(path):
+    raw = read_fresh(fs, f"{root}/{check_version(version)}/{CHECKSUMS}")
+    if raw is None:
         raise IntegrityError(f"{version_url(storage_url, name, version)} is not a published version")
-    with fs.open(path, "rb") as handle:
-        raw = handle.read()
     where = f"{version_url(storage_url, name, version)}/{CHECKSUMS}"
     return Checksums(parse_checksums(raw.decode("utf-8", errors="replace"), where), hashlib.sha256(raw).hexdigest())
 
@@ -185,11 +197,8 @@ def read_checksums(storage_url: str, name: str, version: str) -> Checksums:
 def read_signature(storage_url: str, name: str, version: str) -> str | None:
     """A published version's ``SHA256SUMS.sig``, or None when it was published unsigned."""
     fs, root = model_root(storage_url, name)
-    path = f"{root}/{check_version(version)}/{SIGNATURE}"
-    if not fs.exists(path):
-        return None
-    with fs.open(path, "rb") as handle:
-        return str(handle.read().decode("utf-8", errors="replace"))
+    raw = read_fresh(fs, f"{root}/{check_version(version)}/{SIGNATURE}")
+    return None if raw is None else raw.decode("utf-8", errors="replace")
 
 
 def signature_url(storage_url: str, name: str, version: str) -> str:
@@ -239,6 +248,7 @@ def check_listing(expected: dict[str, str], present: set[str], required: Collect
 def list_versions(storage_url: str, name: str) -> list[str]:
     """Published versions (those with a checksum file), oldest first."""
     fs, root = model_root(storage_url, name)
+    fs.invalidate_cache(root)  # an object store's cached listing may predate another process's publish
     if not fs.exists(root):
         return []
     folders = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)]
