@@ -138,7 +138,7 @@ class MicroBatcher:
         self._in_flight -= 1
         self._wake.set()
         error = predicted.exception()
-        outcomes = [error] * len(batch) if error is not None else predicted.result()
+        outcomes: list[Outcome] = [error] * len(batch) if error is not None else predicted.result()
         if self.record is None:
             self._answer(batch, outcomes)
             return
