@@ -173,6 +173,11 @@ def prepare_embedded_environment(settings: Settings) -> None:
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "GIT_PYTHON_REFRESH": "quiet",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        # No component reports usage (on an isolated network it would only time out).
+        "DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "EVIDENTLY_DISABLE_TELEMETRY": "1",
+        "DISABLE_DEEPCHECKS_ANONYMOUS_TELEMETRY": "true",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

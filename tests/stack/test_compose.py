@@ -220,3 +220,54 @@ def test_secrets_file_is_private_even_when_it_replaces_a_readable_one(tmp_path: 
     assert path.stat().st_mode & 0o777 == 0o600
     values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
     assert values and all(len(value) >= 32 for value in values.values())
+
+
+CONSOLES = {"mlflow", "prefect-server", "evidently", "prometheus", "grafana", "jupyter"}
+TELEMETRY_OFF = {
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DISABLE_DEEPCHECKS_ANONYMOUS_TELEMETRY": "true",
+}
+
+
+def published_on(config: dict[str, Any]) -> dict[str, set[str]]:
+    return {
+        name: {port["host_ip"] for port in service.get("ports", [])}
+        for name, service in config["services"].items()
+        if service.get("ports")
+    }
+
+
+def test_serving_the_lan_opens_the_api_alone(env_file: Path, tmp_path: Path) -> None:
+    """The Prefect API has no login and runs flows with the stack's secrets: it must not follow the API out."""
+    assert published_on(resolved_with(env_file, tmp_path, {})) == {name: {"127.0.0.1"} for name in CONSOLES | {"nginx"}}
+    lan = published_on(resolved_with(env_file, tmp_path, {"MLOPS_SERVICE_BIND_ADDRESS": "192.0.2.10"}))
+    assert lan.pop("nginx") == {"192.0.2.10"}
+    assert lan == {name: {"127.0.0.1"} for name in CONSOLES}
+
+
+def resolved_with(env_file: Path, tmp_path: Path, extra: dict[str, str]) -> dict[str, Any]:
+    changed = tmp_path / ".env"
+    changed.write_text(env_file.read_text() + "".join(f"{key}={value}\n" for key, value in extra.items()))
+    result = compose("config", "--format", "json", env_file=changed)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_no_component_reports_usage(resolved: dict[str, Any]) -> None:
+    python_services = {
+        name for name, service in resolved["services"].items() if str(service.get("image", "")).startswith("onprem-")
+    }
+    assert {"mlflow", "evidently", "prefect-server", "service", "jupyter"} <= python_services
+    for name in python_services:
+        environment = resolved["services"][name].get("environment") or {}
+        assert TELEMETRY_OFF.items() <= environment.items(), name
+    assert resolved["services"]["grafana"]["environment"]["GF_ANALYTICS_REPORTING_ENABLED"] == "false"
+
+
+def test_notebooks_see_neither_the_env_file_nor_the_signing_key_file(resolved: dict[str, Any]) -> None:
+    jupyter = resolved["services"]["jupyter"]
+    masks = {volume["target"]: volume["source"] for volume in jupyter["volumes"] if volume["type"] == "bind"}
+    assert masks["/home/mlops/project/.env"] == "/dev/null"
+    assert "/home/mlops/project/.secrets" in jupyter["tmpfs"]
+    assert jupyter["environment"]["MLOPS_SIGNING_KEY_FILE"] == "/run/secrets/model-signing-key"  # to publish
