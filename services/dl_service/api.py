@@ -191,6 +191,26 @@ async def metrics(request: Request) -> Response:
     return Response(payload, media_type=content_type)
 
 
+# The page runs its own script and style only: no inline code, nothing from another origin (it
+# must work on an isolated network anyway), never framed; images are the service's base64 PNGs.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+PAGE_ASSETS = {"index.js": "text/javascript", "index.css": "text/css"}
+
+
 @router.get("/", include_in_schema=False)
 async def index() -> FileResponse:
-    return FileResponse(STATIC / "index.html", media_type="text/html")
+    return FileResponse(STATIC / "index.html", media_type="text/html", headers=PAGE_HEADERS)
+
+
+@router.get("/static/{name}", include_in_schema=False)
+async def page_asset(name: str) -> FileResponse:
+    if name not in PAGE_ASSETS:
+        raise HTTPException(404, f"no page asset {name!r}")
+    return FileResponse(STATIC / name, media_type=PAGE_ASSETS[name], headers=PAGE_HEADERS)

@@ -34,8 +34,15 @@ def test_upload_see_heat_map_and_send_feedback(
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 900, "height": 800})
-        page.goto(server + "/")
-        expect(page.locator("#model")).to_contain_text("version 1")
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        response = page.goto(server + "/")
+        assert response is not None
+        policy = response.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
+        expect(page.locator("#model")).to_contain_text("version 1")  # the page's own script ran
+        border = page.locator(".panel").first.evaluate("panel => getComputedStyle(panel).borderTopStyle")
+        assert border == "solid"  # and its own style sheet applied
 
         page.set_input_files("#file", str(sample_images[0]))
         expect(page.locator("#result")).to_be_visible()
@@ -57,6 +64,7 @@ def test_upload_see_heat_map_and_send_feedback(
         page.set_input_files("#file", {"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"})
         expect(page.locator("#status")).to_contain_text("Refused (415)")
         browser.close()
+    assert not [line for line in console if "Content Security Policy" in line], console
 
     database = service_env["MLOPS_PREDICTION_DB_URL"].removeprefix("sqlite:///")
     with sqlite3.connect(database) as connection:  # committed before the page could say "recorded"

@@ -210,6 +210,9 @@ def test_nginx_limits_uploads_like_the_service_and_guards_admin_routes() -> None
     assert sizes == [settings.max_upload_bytes, settings.max_request_bytes]
     admin = conf[conf.index("location /admin/") :]
     assert "return 401" in admin.split("}")[0] + admin.split("}")[1]
+    # Server-level headers reach every location only while no location sets its own.
+    assert "add_header X-Content-Type-Options nosniff always;" in conf and "X-Frame-Options DENY" in conf
+    assert conf.count("add_header") == 2
 
 
 def test_secrets_file_is_private_even_when_it_replaces_a_readable_one(tmp_path: Path) -> None:
