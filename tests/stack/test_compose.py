@@ -3,6 +3,7 @@ the Dockerfile against the repository, commands against the image's install, sec
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.metadata
 import importlib.util
 import json
@@ -117,6 +118,18 @@ def test_every_path_the_dockerfile_copies_exists() -> None:
     assert len(copies) >= 6
     for number, source in copies:
         assert (REPO_ROOT / source).exists(), f"Dockerfile line {number} copies {source}, which does not exist"
+
+
+def test_the_build_context_holds_no_secret_or_state_and_everything_the_dockerfile_copies() -> None:
+    """`docker compose build` sends the checkout to the engine: .env, the signing key and the venv stay out."""
+    patterns = [
+        line for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")
+    ]
+    excluded = {pattern for pattern in patterns if not pattern.startswith("!")}
+    assert {".env", ".secrets", ".venv", ".mlops", ".git"} <= excluded
+    for number, source in dockerfile_copies():
+        hits = [p for p in excluded if fnmatch.fnmatch(source, p) or source.startswith(p.rstrip("/") + "/")]
+        assert not hits, f"Dockerfile line {number} copies {source}, which .dockerignore leaves out ({hits})"
 
 
 def dockerfile_cmds() -> dict[str, list[str]]:
