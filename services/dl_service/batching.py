@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ import numpy as np
 
 from services.dl_service.images import CheckedImage, ImageRejected
 from services.dl_service.model import ModelManager, ModelUnavailable, ServedModel
+from services.dl_service.store import new_prediction_id
 from tasks.core.errors import MlopsError
 
 
@@ -38,7 +38,7 @@ class BatchOutput:
     features: np.ndarray
     model: ServedModel
     batch_size: int
-    prediction_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    prediction_id: str = field(default_factory=new_prediction_id)
 
 
 @dataclass(frozen=True)

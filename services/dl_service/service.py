@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.dl_service import schemas
 from services.dl_service.batching import BatchOutput, MicroBatcher, Outcome, Submitted
-from services.dl_service.images import CheckedImage, ImageRejected, check_image, decode_checked, open_checked
+from services.dl_service.images import CheckedImage, ImageRejected, decode_checked, open_checked
 from services.dl_service.metrics import ServiceMetrics
 from services.dl_service.model import ModelManager, ServedModel
 from services.dl_service.store import LogUnavailable, PredictionLog, utc_now
@@ -63,28 +63,35 @@ class PredictionService:
 
     def check_all(self, contents: list[bytes], spec: InputSpec | None) -> list[CheckedImage]:
         """Refuse bad input with a reason (naming which image); decode and measure the rest, one at a time."""
-        limits = self.config.max_upload_bytes, self.config.max_pixels
-        checked = []
+        return self._decode_all(contents, self._open_all(contents), spec)
+
+    def _open_all(self, contents: list[bytes]) -> list[Image.Image]:
+        """Headers only: limits are checked before any pixel is decoded."""
+        opened = []
         for index, content in enumerate(contents):
             with _naming(index):
-                checked.append(check_image(content, *limits, spec))
+                opened.append(open_checked(content, self.config.max_upload_bytes, self.config.max_pixels))
+        return opened
+
+    def _decode_all(
+        self, contents: list[bytes], opened: list[Image.Image], spec: InputSpec | None
+    ) -> list[CheckedImage]:
+        checked = []
+        for index, (content, image) in enumerate(zip(contents, opened, strict=True)):
+            with _naming(index):
+                checked.append(decode_checked(content, image, spec))
         return checked
 
     async def _checked(self, contents: list[bytes]) -> list[CheckedImage]:
         """Check on the event loop what is cheap by its header; decode anything larger in the decode pool."""
         spec = self.manager.current.input_spec if self.manager.loaded else None
-        if sum(len(content) for content in contents) <= INLINE_CHECK_BYTES:
-            opened = []
-            for index, content in enumerate(contents):
-                with _naming(index):
-                    opened.append(open_checked(content, self.config.max_upload_bytes, self.config.max_pixels))
-            if sum(image.width * image.height for image in opened) <= INLINE_DECODE_PIXELS:
-                checked = []
-                for index, (content, image) in enumerate(zip(contents, opened, strict=True)):
-                    with _naming(index):
-                        checked.append(decode_checked(content, image, spec))
-                return checked
-        return await asyncio.get_running_loop().run_in_executor(self._decoder, self.check_all, contents, spec)
+        loop = asyncio.get_running_loop()
+        if sum(len(content) for content in contents) > INLINE_CHECK_BYTES:
+            return await loop.run_in_executor(self._decoder, self.check_all, contents, spec)
+        opened = self._open_all(contents)
+        if sum(image.width * image.height for image in opened) <= INLINE_DECODE_PIXELS:
+            return self._decode_all(contents, opened, spec)
+        return await loop.run_in_executor(self._decoder, self._decode_all, contents, opened, spec)
 
     async def predict(self, contents: list[bytes], request_id: str | None) -> list[schemas.Prediction]:
         started = time.perf_counter()
@@ -109,7 +116,7 @@ class PredictionService:
         return schemas.FeedbackOut(prediction_id=prediction_id, label=label, recorded_at=row["created_at"].isoformat())
 
     def record_batch(self, submitted: list[Submitted], outcomes: list[Outcome]) -> list[Outcome]:
-        """The micro-batch's group commit, in the inference thread before any of its requests is answered:
+        """The micro-batch's group commit, in the batcher's record thread, before any of its requests is answered:
         a prediction the log cannot keep (a full disk) is answered 503 instead."""
         if not self.config.log_predictions:
             return outcomes

@@ -308,16 +308,17 @@ class PredictionLog:
             if not path.name.endswith((OPEN, CLAIMED)) or path == self._segment.path:
                 continue
             try:
-                if now - max(path.stat().st_mtime, path.stat().st_ctime) < self.stale_seconds:
+                status = path.stat()  # a rename sets ctime: a claim's age
+                if now - max(status.st_mtime, status.st_ctime) < self.stale_seconds:
                     continue
-                path.rename(self.spool_dir / _closed_name(_count_lines(path)))
+                path.rename(self.spool_dir / _closed_name(self._rows_in(path)))
                 logger.warning("Took over %s, abandoned by a process that stopped", path.name)
             except FileNotFoundError:
                 continue  # another process took it first
 
 
 class _Segment:
-    """This process's open spool file: appended and fsynced per group, closed before each replay."""
+    """This process's open spool file: appended and fsynced per micro-batch, closed before each replay."""
 
     def __init__(self, spool_dir: Path) -> None:
         self.spool_dir = spool_dir

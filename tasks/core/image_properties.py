@@ -57,13 +57,13 @@ def laplacian_variance(gray: np.ndarray, strip_rows: int = LAPLACIAN_STRIP_ROWS)
     for top in range(0, height, strip_rows):
         bottom = min(top + strip_rows, height)
         above, below = min(top, 1), min(height - bottom, 1)  # neighbour rows that exist
-        block = gray[top - above : bottom + below].astype(np.float32)
-        laplacian = cv2.Laplacian(block, cv2.CV_32F)[above : above + bottom - top]
-        total += float(laplacian.sum(dtype=np.float64))
-        total_squares += float(np.square(laplacian, dtype=np.float64).sum())
-    count = gray.size
-    mean = total / count
-    return max(total_squares / count - mean * mean, 0.0)
+        laplacian = cv2.Laplacian(gray[top - above : bottom + below], cv2.CV_32F)[above : above + bottom - top]
+        strip_mean, strip_std = cv2.meanStdDev(laplacian)  # one pass in C; strips combine through their sums
+        mean, variance = float(strip_mean[0, 0]), float(strip_std[0, 0]) ** 2
+        total += mean * laplacian.size
+        total_squares += (variance + mean * mean) * laplacian.size
+    mean = total / gray.size
+    return max(total_squares / gray.size - mean * mean, 0.0)
 
 
 def measurable_pixels(image: Image.Image) -> np.ndarray:

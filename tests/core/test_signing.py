@@ -38,20 +38,6 @@ def signing_key() -> Ed25519PrivateKey:
 
 
 @pytest.fixture
-def bundle(tmp_path: Path) -> Path:
-    source = tmp_path / "bundle"
-    source.mkdir()
-    for name, content in {
-        "model.keras": b"weights" * 1000,
-        "uae_encoder.keras": b"encoder" * 100,
-        "metadata.yaml": b"name: demo\n",
-        "reference_features.parquet": b"PAR1...",
-    }.items():
-        (source / name).write_bytes(content)
-    return source
-
-
-@pytest.fixture
 def signed(bundle: Path, tmp_path: Path, signing_key: Ed25519PrivateKey) -> Path:
     """Version 1 of "demo", published with the signing key; returns the version's folder."""
     return Path(publish_version(bundle, str(tmp_path / "storage"), "demo", "1", signing_key))

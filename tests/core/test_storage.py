@@ -15,20 +15,6 @@ from tasks.core.errors import IntegrityError, PublishError
 from tasks.core.storage import CHECKSUMS, list_versions, publish_version, verify_version
 
 
-@pytest.fixture
-def bundle(tmp_path: Path) -> Path:
-    source = tmp_path / "bundle"
-    source.mkdir()
-    for name, content in {
-        "model.keras": b"weights" * 1000,
-        "uae_encoder.keras": b"encoder" * 100,
-        "metadata.yaml": b"name: demo\n",
-        "reference_features.parquet": b"PAR1...",
-    }.items():
-        (source / name).write_bytes(content)
-    return source
-
-
 def test_publish_writes_every_file_with_sha256sum_compatible_checksums(bundle: Path, tmp_path: Path) -> None:
     storage = tmp_path / "storage"
     url = publish_version(bundle, str(storage), "demo", "1")

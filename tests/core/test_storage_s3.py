@@ -42,20 +42,6 @@ def s3_storage(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return f"s3://{bucket}/storage"
 
 
-@pytest.fixture
-def bundle(tmp_path: Path) -> Path:
-    source = tmp_path / "bundle"
-    source.mkdir()
-    for name, content in {
-        "model.keras": b"weights" * 1000,
-        "uae_encoder.keras": b"encoder" * 100,
-        "metadata.yaml": b"name: demo\n",
-        "reference_features.parquet": b"PAR1...",
-    }.items():
-        (source / name).write_bytes(content)
-    return source
-
-
 def test_a_version_published_to_s3_verifies_and_is_immutable(bundle: Path, s3_storage: str) -> None:
     url = publish_version(bundle, s3_storage, "demo", "1")
     assert url == f"{s3_storage}/models/demo/1"

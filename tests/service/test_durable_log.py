@@ -165,23 +165,14 @@ def test_a_full_disk_refuses_the_rows_it_cannot_keep(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def postgres_database(postgres_server: PostgresCluster) -> str:
-    engine = create_engine(postgres_server.url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS feedback, predictions"))
-    engine.dispose()
-    return postgres_server.url
-
-
-@pytest.fixture
-def gunicorn_service(service_env: dict[str, str], postgres_database: str, tmp_path: Path) -> Iterator[tuple[str, int]]:
+def gunicorn_service(service_env: dict[str, str], fresh_database: str, tmp_path: Path) -> Iterator[tuple[str, int]]:
     """The stack's gunicorn command with two workers on a loopback port; yields (URL, master pid)."""
     port = free_port()
     metrics = tmp_path / "prometheus"
     env = {
         **os.environ,
         **service_env,
-        "MLOPS_PREDICTION_DB_URL": postgres_database,
+        "MLOPS_PREDICTION_DB_URL": fresh_database,
         "MLOPS_SERVICE_BIND": f"127.0.0.1:{port}",
         "MLOPS_SERVICE_WORKERS": "2",
         "MLOPS_SERVICE_SPOOL_STALE_SECONDS": "3",
@@ -240,7 +231,7 @@ async def predictions_through_outages(
 
 
 def test_every_answered_prediction_is_logged_once_through_outages_and_a_killed_worker(
-    gunicorn_service: tuple[str, int], postgres_server: PostgresCluster, postgres_database: str,
+    gunicorn_service: tuple[str, int], postgres_server: PostgresCluster, fresh_database: str,
     sample_images: list[Path], service_env: dict[str, str],
 ) -> None:  # fmt: skip
     url, master = gunicorn_service
@@ -261,7 +252,7 @@ def test_every_answered_prediction_is_logged_once_through_outages_and_a_killed_w
     image = sample_images[0].read_bytes()
     received, others = asyncio.run(predictions_through_outages(url, image, 2000, events))
     assert killed and len(received) >= 1500, others
-    engine = create_engine(postgres_database)
+    engine = create_engine(fresh_database)
 
     def logged() -> list[str]:
         with engine.connect() as connection:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
@@ -20,15 +19,6 @@ def count(url: str, table: str) -> int:
         value = connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
     engine.dispose()
     return int(value)
-
-
-@pytest.fixture
-def fresh_database(postgres_server: PostgresCluster) -> str:
-    engine = create_engine(postgres_server.url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS feedback, predictions"))
-    engine.dispose()
-    return postgres_server.url
 
 
 def test_predictions_and_feedback_land_in_postgres(
