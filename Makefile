@@ -10,7 +10,10 @@ STATE ?= $(or $(MLOPS_HOME),$(CURDIR)/.mlops)
 PREFECT_ENV := PREFECT_HOME=$(STATE)/prefect PREFECT_SERVER_ANALYTICS_ENABLED=false \
 	PREFECT_API_DATABASE_CONNECTION_URL=sqlite+aiosqlite:///$(STATE)/prefect/prefect.db MLOPS_REPO_ROOT=$(CURDIR)
 
-.PHONY: install run train data monitor prefect-server worker training-worker serve test test-fast lint format bench lock clean-state help secrets compose-config stack-local stack-local-up
+UV_LOCK_ARGS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--index-url https://pypi.org/simple --no-header --annotation-style line -q
+
+.PHONY: stack-images stack-up stack-demo stack-down lock-images install run train data monitor prefect-server worker training-worker serve test test-fast lint format bench lock clean-state help secrets compose-config stack-local stack-local-up
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -82,6 +85,24 @@ stack-local: install data ## the compose stack's servers as local processes: ful
 
 stack-local-up: install ## start the compose stack's servers as local processes and wait (Ctrl-C stops them)
 	$(BIN)/python -m deployments.stack.local_stack up
+
+stack-images: install ## build every image of docker-compose.yml here (no registry needed: Debian base from apt sources, test stand-ins)
+	$(BIN)/python -m deployments.stack.containers images
+
+stack-up: install ## start the container stack (writes .env if missing) and wait until every container is healthy
+	$(BIN)/python -m deployments.stack.containers up
+
+stack-demo: install ## in the running stack: full flow on a worker of "another host", traffic and a rollout through nginx, the monitor
+	$(BIN)/python -m deployments.stack.containers demo
+
+stack-down: install ## stop and remove the stack's containers (VOLUMES=1 deletes its data too)
+	$(BIN)/python -m deployments.stack.containers down $(if $(VOLUMES),--volumes)
+
+lock-images: install ## write requirements/serve.txt and app.txt for the images: the extras serve and train at the lock's pins, with hashes
+	SSL_CERT_FILE=$${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt} $(BIN)/uv pip compile pyproject.toml --extra serve \
+		-c requirements.lock $(UV_LOCK_ARGS) -o requirements/serve.txt
+	SSL_CERT_FILE=$${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt} $(BIN)/uv pip compile pyproject.toml --extra train \
+		-c requirements.lock $(UV_LOCK_ARGS) -o requirements/app.txt
 
 clean-state: ## delete the embedded state (.mlops) except the DVC remote that dataset repositories push to
 	find .mlops -mindepth 1 -maxdepth 1 ! -name dvc-remote -exec rm -rf {} +

@@ -160,8 +160,11 @@ def _remove_unlisted(data_dir: Path, wanted: set[str]) -> None:
             path.unlink()
 
 
-def init_repository(repo: Path, remote_dir: Path) -> None:
-    """git + DVC, with the DVC remote committed before any data, so `dvc push -T` covers every tag."""
+def init_repository(repo: Path, remote: Path | str) -> None:
+    """git + DVC, with the DVC remote committed before any data, so `dvc push -T` covers every tag.
+
+    ``remote`` is a folder or a URL DVC knows (s3://bucket/prefix with dvc-s3 installed).
+    """
     repo.mkdir(parents=True, exist_ok=True)
     if not (repo / ".git").is_dir():
         run_git(repo, "init", "--quiet", "--initial-branch", "main")
@@ -169,8 +172,9 @@ def init_repository(repo: Path, remote_dir: Path) -> None:
         run_dvc(repo, "init", "--quiet")
         run_dvc(repo, "config", "core.analytics", "false")
         run_dvc(repo, "config", "core.autostage", "true")
-        remote_dir.mkdir(parents=True, exist_ok=True)
-        run_dvc(repo, "remote", "add", "--default", "storage", str(remote_dir))
+        if isinstance(remote, Path) or "://" not in remote:
+            Path(remote).mkdir(parents=True, exist_ok=True)
+        run_dvc(repo, "remote", "add", "--default", "storage", str(remote))
         (repo / ".gitignore").write_text("/data\n", encoding="utf-8")
         run_git(repo, "add", ".dvc", ".dvcignore", ".gitignore")
         run_git(repo, "commit", "--quiet", "-m", "Configure DVC and its remote")
@@ -187,7 +191,7 @@ def commit_version(repo: Path, tag: str) -> None:
 
 
 def build_dataset_repository(
-    repo: Path, remote_dir: Path, source_dir: Path | None = None, sizes: SplitSizes | None = None
+    repo: Path, remote_dir: Path | str, source_dir: Path | None = None, sizes: SplitSizes | None = None
 ) -> list[str]:
     """Build (or finish building) the repository; returns the tags written by this call.
 

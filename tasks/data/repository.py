@@ -6,6 +6,7 @@ same tools a user runs by hand on the repository.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -78,15 +79,32 @@ def list_tags(repo: Path) -> list[str]:
 
 
 def resolve_revision(repo: Path, revision: str) -> str:
-    """The full commit id a tag or commit names; an unknown one is an error listing the tags."""
+    """The full commit id a tag or commit names; an unknown one is an error listing the tags.
+
+    A working copy cloned from a dataset registry (it has an ``origin``) fetches a revision it does
+    not know yet, so a worker on another host sees revisions tagged after it cloned.
+    """
     ensure_repository(repo)
     try:
-        return run_git(repo, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}").strip()
+        return _rev_parse(repo, revision)
     except subprocess.CalledProcessError:
-        tags = ", ".join(list_tags(repo)) or "(none)"
-        raise DatasetRevisionError(
-            f"dataset revision {revision!r} not found in {repo}; available tags: {tags}"
-        ) from None
+        pass
+    if "origin" in run_git(repo, "remote").split():
+        logger.info("Revision %s not in %s; fetching from its origin", revision, repo)
+        try:
+            run_git(repo, "fetch", "--quiet", "--tags", "origin")
+        except subprocess.CalledProcessError as error:
+            raise DatasetRevisionError(
+                f"dataset revision {revision!r} is not in {repo}, and fetching from its origin failed: {error.stderr}"
+            ) from None
+        with contextlib.suppress(subprocess.CalledProcessError):
+            return _rev_parse(repo, revision)
+    tags = ", ".join(list_tags(repo)) or "(none)"
+    raise DatasetRevisionError(f"dataset revision {revision!r} not found in {repo}; available tags: {tags}")
+
+
+def _rev_parse(repo: Path, revision: str) -> str:
+    return run_git(repo, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}").strip()
 
 
 def working_copy_state(repo: Path) -> WorkingCopyState:

@@ -24,8 +24,9 @@ from tasks.core.settings import REPO_ROOT
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "deployments" / "docker" / "Dockerfile"
 PROJECT_IMAGES = {
-    "app": ["requirements.lock"],
-    "jupyter": ["requirements.lock", "deployments/docker/jupyter-requirements.txt"],
+    "serve": ["requirements/serve.txt"],
+    "app": ["requirements/app.txt"],
+    "jupyter": ["requirements/app.txt", "deployments/docker/jupyter-requirements.txt"],
 }
 
 
@@ -91,15 +92,19 @@ def test_stack_shape(resolved: dict[str, Any]) -> None:
     for name, service in services.items():
         assert "platform" not in service, f"{name} hard-codes a platform"
         image = service.get("image", "")
-        if "build" not in service:
-            assert re.search(r":v?\d+\.\d+", image), f"{name}: third-party image {image!r} is not pinned to a version"
+        if not image.startswith("onprem-mlops-"):
+            pinned = re.search(r":(v?\d+\.\d+|RELEASE\.\d{4}-)", image)
+            assert pinned, f"{name}: third-party image {image!r} is not pinned to a version"
     waits = {name: set(s.get("depends_on", {})) for name, s in services.items()}
     assert {"postgres", "mlflow", "prefect-server"} <= waits["worker-training"]
     assert services["nginx"]["depends_on"]["service"]["condition"] == "service_healthy"
     for name in ("postgres", "mlflow", "prefect-server", "service", "nginx", "prometheus", "grafana"):
         assert "healthcheck" in services[name], f"{name} has no healthcheck"
     volumes = {v["source"] for s in services.values() for v in s.get("volumes", []) if v["type"] == "volume"}
-    assert {"pgdata", "mlflow-artifacts", "mlops-state", "prometheus-data", "grafana-data"} <= volumes
+    assert {"pgdata", "minio-data", "mlops-state", "datasets", "prometheus-data", "grafana-data"} <= volumes
+    # The service and the training worker share no volume with the stack: storage is the object store.
+    assert not services["service"].get("volumes") and not services["worker-training"].get("volumes")
+    assert services["service"]["environment"]["MLOPS_STORAGE_URL"].startswith("s3://")
 
 
 def dockerfile_copies() -> list[tuple[int, str]]:
@@ -171,12 +176,13 @@ def test_every_service_command_exists_in_its_image(resolved: dict[str, Any]) -> 
             continue
         target = service["build"].get("target", "app")
         command = service.get("command") or cmds[target]
-        assert command[0] in scripts[target], f"{name}: {command[0]} is not installed"
+        script = REPO_ROOT / command[0]  # a script of the repository, copied into the image
+        assert command[0] in scripts[target] or script.is_file(), f"{name}: {command[0]} is not installed"
         if command[0] == "jupyter":  # `jupyter lab` runs the jupyter-lab script of the jupyterlab package
             assert f"jupyter{command[1]}" in pinned[target], f"{name}: jupyter {command[1]}"
         checked += 1
     assert checked >= 7
-    gunicorn = resolved["services"]["service"]["command"]
+    gunicorn = resolved["services"]["service"].get("command") or cmds["serve"]
     config = REPO_ROOT / gunicorn[gunicorn.index("--config") + 1]
     assert config.is_file()
     module, _, factory = gunicorn[1].partition(":")
@@ -185,6 +191,38 @@ def test_every_service_command_exists_in_its_image(resolved: dict[str, Any]) -> 
     exec(config.read_text(), namespace)  # the gunicorn settings file itself
     worker_module = namespace["worker_class"].rsplit(".", 1)[0]
     assert importlib.util.find_spec(worker_module) is not None, f"{namespace['worker_class']} is not installed"
+
+
+def lock_pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        if match := re.match(r"^([A-Za-z0-9_.-]+)==([^ ;\\]+)", line):
+            pins[match.group(1).lower().replace("_", "-").replace(".", "-")] = match.group(2)
+    return pins
+
+
+def test_image_requirements_are_the_lock_pins_with_hashes() -> None:
+    """requirements/*.txt (make lock-images) pin what requirements.lock pins, every file hashed."""
+    lock = lock_pins(REPO_ROOT / "requirements.lock")
+    # pip's own tools, and a backport pip needs below Python 3.11.3 (Debian bookworm has 3.11.2)
+    not_in_lock = {"setuptools", "wheel", "async-timeout"}
+    for name in ("serve.txt", "app.txt"):
+        path = REPO_ROOT / "requirements" / name
+        pins = lock_pins(path)
+        differ = {
+            key: (value, lock.get(key))
+            for key, value in pins.items()
+            if key not in not_in_lock and lock.get(key) != value
+        }
+        assert not differ, f"{name} differs from requirements.lock (make lock-images): {differ}"
+        blocks = re.split(r"\n(?=[A-Za-z])", path.read_text().strip())
+        assert all("--hash=sha256:" in block for block in blocks if "==" in block.split()[0])
+    serve = lock_pins(REPO_ROOT / "requirements" / "serve.txt")
+    assert {"fastapi", "gunicorn", "tensorflow-cpu", "s3fs"} <= set(serve)
+    heavy = {"prefect", "mlflow", "dvc", "deepchecks", "evidently", "playwright", "mypy", "pytest", "moto"}
+    assert not heavy & set(serve), heavy & set(serve)
+    app = lock_pins(REPO_ROOT / "requirements" / "app.txt")
+    assert {"prefect", "mlflow", "dvc-s3", "evidently"} <= set(app) and not {"playwright", "mypy", "pytest"} & set(app)
 
 
 def test_grafana_dashboard_queries_metrics_the_service_exports() -> None:

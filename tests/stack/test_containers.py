@@ -1,0 +1,105 @@
+"""The production stack in real containers on a real Docker engine: images built here (a base from
+the machine's apt sources when no registry answers), `up` until every container is healthy, the
+demo (training on a worker that shares nothing with the stack but its network, traffic and a
+rollout through nginx, the monitor run by its worker), then `down`. Its own project name, env file
+and state folder; images are shared with `make stack-images` (Docker's build cache)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tasks.core.settings import REPO_ROOT
+
+pytestmark = [pytest.mark.containers, pytest.mark.slow, pytest.mark.timeout(3600)]
+PROJECT = "onprem-mlops-test"
+
+
+def stack(env: dict[str, str], action: str, timeout: float = 2400) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "deployments.stack.containers", action]
+    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=120).stdout
+
+
+def output_json(result: subprocess.CompletedProcess[str]) -> Any:
+    assert result.returncode == 0, f"{result.args[-1]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    return json.loads(result.stdout[result.stdout.index("{") :])
+
+
+@pytest.fixture(scope="module")
+def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
+        pytest.fail("no Docker engine answers: install docker.io and start dockerd (.ci/run does)")
+    folder = tmp_path_factory.mktemp("containers")
+    env = {
+        **os.environ,
+        "MLOPS_HOME": str(folder / "state"),
+        "MLOPS_STACK_PROJECT": PROJECT,
+        "MLOPS_STACK_ENV_FILE": str(folder / ".env"),
+        "MLOPS_DEMO_DATASET_SIZE": "small",
+    }
+    images = stack(env, "images", timeout=3000)
+    env["IMAGES_RECORD"] = json.dumps(output_json(images))
+    yield env
+    down = stack(env, "down", timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "deployments.stack.containers", "down", "--volumes"], cwd=REPO_ROOT, env=env, check=False
+    )
+    assert down.returncode == 0, down.stderr
+
+
+def test_stack_comes_up_healthy_and_runs_the_demo_end_to_end(stack_env: dict[str, str]) -> None:
+    record = json.loads(stack_env["IMAGES_RECORD"])
+    # No registry here: every third-party service runs as its Debian stand-in, Grafana not at all.
+    assert set(record["third_party"]) == {"postgres", "minio", "nginx", "prometheus", "grafana"}
+
+    up = output_json(stack(stack_env, "up"))
+    containers = up["containers"]
+    assert sum(name.startswith(f"{PROJECT}-service-") for name in containers) == 3
+    assert containers[f"{PROJECT}-storage-init-1"] == "completed"
+    assert all(state in ("healthy", "completed", "running") for state in containers.values())
+
+    # The serving replicas mount nothing: models come from the object store.
+    for index in (1, 2, 3):
+        mounts = json.loads(docker("inspect", "--format", "{{json .Mounts}}", f"{PROJECT}-service-{index}"))
+        assert mounts == []
+    # The slim serving image has no flow, tracking or test libraries.
+    missing = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "python", "onprem-mlops-serve:latest", "-c", "import prefect"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert missing.returncode != 0 and "No module named 'prefect'" in missing.stderr
+
+    # nginx answers on 127.0.0.1 with its security headers; the admin routes need a token there.
+    page = httpx.get("http://127.0.0.1:8080/", timeout=10)
+    assert page.status_code == 200 and page.headers["x-frame-options"] == "DENY"
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert httpx.post("http://127.0.0.1:8080/admin/reload", timeout=10).status_code == 401
+
+    demo = output_json(stack(stack_env, "demo"))
+    first, second, monitor = demo["flow_runs"]
+    # Training ran on the worker of "another host", started through the Prefect API.
+    assert first["state"] == second["state"] == "COMPLETED"
+    assert first["worker"] == second["worker"] == "training-host-2"
+    assert monitor["state"] == "COMPLETED"
+    # Every worker process of every replica served version 1, then version 2 after the rollout.
+    for served, version in ((demo["served_after_first_deploy"], "1"), (demo["served_after_rollout"], "2")):
+        assert len(served) == 3
+        assert all(len(pids) == 2 and set(pids.values()) == {version} for pids in served.values())
+    rollout = demo["rollout"]
+    assert rollout["failed"] == 0 and rollout["requests"] > 100, rollout
+    assert rollout["answers_by_version"].get("2", 0) > 0, rollout
+    # The monitor saw the digits half of the traffic as drift.
+    assert demo["monitor_verdict"]["drift"] is True
