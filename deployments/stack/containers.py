@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -172,7 +173,8 @@ def image_size(tag: str) -> str:
 
 
 def official_images() -> dict[str, str]:
-    compose = json.loads(run([*compose_command(), "config", "--format", "json"], env=compose_env()))
+    """The third-party images docker-compose.yml names (literal there: no secrets needed to read them)."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     return {name: compose["services"][name]["image"] for name in THIRD_PARTY}
 
 
@@ -380,11 +382,20 @@ def run_deployment(name: str, parameters: dict[str, Any], seconds: float = 1200)
             return {
                 "deployment": name,
                 "state": state["state"]["type"],
-                "worker": (state.get("infrastructure_pid") or "").split(":")[0],
+                "worker": worker_of(flow_run["id"]),
                 "seconds": round(state.get("total_run_time") or 0),
             }
         time.sleep(3)
     raise StackError(f"the flow run of {name} did not finish in {seconds:.0f} s")
+
+
+def worker_of(flow_run_id: str) -> str:
+    """The worker that ran a flow run, from the run's own log ("Worker 'NAME' submitting flow run")."""
+    query = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 20, "sort": "TIMESTAMP_ASC"}
+    for entry in prefect("/logs/filter", "POST", query):
+        if match := re.match(r"Worker '([^']+)' submitting flow run", entry["message"]):
+            return match.group(1)
+    return "unknown"
 
 
 def served_versions() -> dict[str, dict[str, str]]:
@@ -521,7 +532,9 @@ def demo() -> dict[str, Any]:
                 f"{traffic} --kind {kind} --count 150 --feedback 0.3",
             ]
         )
-    # ... and a second version rolled out while uploads go through the published port.
+    monitor = run_deployment("monitor/monitor-weekly", {"config": flow_config("monitor_config.yaml", DEMO_MONITOR)})
+    verdict = latest_verdict()
+    # A second version rolled out while uploads go through the published port.
     nginx = published_url("nginx", 8080)
     second_config = flow_config("full_flow_config.yaml", [*DEMO_TRAINING, "train.seed=7"])
     with LoadUnderRollout(nginx) as load:
@@ -530,8 +543,6 @@ def demo() -> dict[str, Any]:
         time.sleep(2)
     if second["state"] != "COMPLETED":
         raise StackError(f"the second full flow ended {second['state']}:\n{remote_worker_logs()}")
-    monitor = run_deployment("monitor/monitor-weekly", {"config": flow_config("monitor_config.yaml", DEMO_MONITOR)})
-    verdict = latest_verdict()
     return {
         "flow_runs": [first, second, monitor],
         "served_after_first_deploy": served_first,

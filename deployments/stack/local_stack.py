@@ -4,8 +4,8 @@
     python -m deployments.stack.local_stack demo [--dir D] [--set K=V] # start, run the flows, check, stop
 
 Commands and environment come from docker-compose.yml itself, resolved by Docker Compose v2 with
-the secrets of ``D/.env``; only the container addresses are rewritten to loopback ports and the
-volumes to folders under ``D``. PostgreSQL is a private cluster (password logins) set up by the
+the secrets of ``D/.env``; only the container addresses are rewritten to loopback ports, and the
+volumes and the object store's buckets to folders under ``D``. PostgreSQL is a private cluster (password logins) set up by the
 compose file's own init script. So this proves the stack's configuration, not a copy of it.
 """
 
@@ -104,7 +104,9 @@ class LocalStack:
         for name, port in CONTAINER_PORTS.items():
             text = text.replace(f"{name}:{port}", f"127.0.0.1:{self.ports[name]}")
         text = text.replace("/var/lib/mlops", str(self.folder / "state"))
-        text = text.replace("/var/lib/mlflow", str(self.folder / "mlflow"))
+        # the object store's buckets become folders (no MinIO here)
+        text = text.replace("s3://mlops/storage", str(self.folder / "state" / "storage"))
+        text = text.replace("s3://mlflow/artifacts", str(self.folder / "mlflow" / "artifacts"))
         text = text.replace(SIGNING_KEY_SECRET, str(signing_key_path(self.folder / ".env")))  # the pair of .env's key
         return text.replace("0.0.0.0", "127.0.0.1")
 

@@ -22,8 +22,8 @@ pytestmark = [pytest.mark.containers, pytest.mark.slow, pytest.mark.timeout(3600
 PROJECT = "onprem-mlops-test"
 
 
-def stack(env: dict[str, str], action: str, timeout: float = 2400) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "deployments.stack.containers", action]
+def stack(env: dict[str, str], *action: str, timeout: float = 2400) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "deployments.stack.containers", *action]
     return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -33,7 +33,9 @@ def docker(*args: str) -> str:
 
 def output_json(result: subprocess.CompletedProcess[str]) -> Any:
     assert result.returncode == 0, f"{result.args[-1]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
-    return json.loads(result.stdout[result.stdout.index("{") :])
+    lines = result.stdout.splitlines()
+    start = next(number for number, line in enumerate(lines) if line.startswith("{"))  # after progress lines
+    return json.loads("\n".join(lines[start:]))
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +53,9 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     images = stack(env, "images", timeout=3000)
     env["IMAGES_RECORD"] = json.dumps(output_json(images))
     yield env
-    down = stack(env, "down", timeout=600)
-    subprocess.run(
-        [sys.executable, "-m", "deployments.stack.containers", "down", "--volumes"], cwd=REPO_ROOT, env=env, check=False
-    )
+    down = stack(env, "down", "--volumes", timeout=600)
     assert down.returncode == 0, down.stderr
+    assert f"{PROJECT}-" not in docker("ps", "--all", "--format", "{{.Names}}")
 
 
 def test_stack_comes_up_healthy_and_runs_the_demo_end_to_end(stack_env: dict[str, str]) -> None:
