@@ -5,8 +5,9 @@
 
 Commands and environment come from docker-compose.yml itself, resolved by Docker Compose v2 with
 the secrets of ``D/.env``; only the container addresses are rewritten to loopback ports, and the
-volumes and the object store's buckets to folders under ``D``. PostgreSQL is a private cluster (password logins) set up by the
-compose file's own init script. So this proves the stack's configuration, not a copy of it.
+volumes and the object store's buckets to folders under ``D``. PostgreSQL is a private cluster
+(password logins) set up by the compose file's own init script. So this proves the stack's
+configuration, not a copy of it.
 """
 
 from __future__ import annotations
