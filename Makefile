@@ -86,6 +86,10 @@ stack-local: install data ## the compose stack's servers as local processes: ful
 stack-local-up: install ## start the compose stack's servers as local processes and wait (Ctrl-C stops them)
 	$(BIN)/python -m deployments.stack.local_stack up
 
+# The registry's demo dataset when it has none: small (a few hundred images, the demo trains in
+# seconds) or full (Fashion-MNIST's 70,000).
+stack-up: export MLOPS_DEMO_DATASET_SIZE ?= small
+
 stack-images: install ## build every image of docker-compose.yml here (no registry needed: Debian base from apt sources, test stand-ins)
 	$(BIN)/python -m deployments.stack.containers images
 

@@ -35,8 +35,10 @@ from typing import Any
 import httpx
 import yaml
 
-from deployments.stack.servers import compose_binary
-from deployments.stack.write_secrets import add_verify_key, signing_key_path, write_env_file
+from deployments.stack.local_stack import read_env_file
+from deployments.stack.servers import compose_binary, prefect_api_headers
+from deployments.stack.tls import ensure_certificate, tls_folder
+from deployments.stack.write_secrets import complete_env_file, signing_key_path, write_env_file
 from services.dl_service.metrics import served_versions_by_pid
 from tasks.core.settings import REPO_ROOT as ROOT
 from tasks.core.settings import get_settings
@@ -212,9 +214,15 @@ def env_file() -> Path:
 
 
 def compose_env() -> dict[str, str]:
-    """The caller's environment, with the signing key that belongs to the env file's verify key."""
+    """The caller's environment, with the signing key and TLS certificate kept beside the env file."""
     key = str(signing_key_path(env_file()).resolve())
-    return {**os.environ, "MLOPS_UID": os.environ.get("MLOPS_UID", "10001"), "MLOPS_SIGNING_KEY_PATH": key}
+    tls = str(tls_folder(env_file()).resolve())
+    return {
+        **os.environ,
+        "MLOPS_UID": os.environ.get("MLOPS_UID", "10001"),
+        "MLOPS_SIGNING_KEY_PATH": key,
+        "MLOPS_TLS_DIR": tls,
+    }
 
 
 def override_file() -> Path | None:
@@ -256,7 +264,8 @@ def ensure_secrets() -> None:
     if not path.exists():
         write_env_file(path)
         print(f"wrote secrets to {path} (make secrets)", flush=True)
-    add_verify_key(path)
+    complete_env_file(path)
+    ensure_certificate(tls_folder(path))
     key = signing_key_path(path)
     uid = int(os.environ.get("MLOPS_UID", "10001"))
     if os.geteuid() == 0 and key.stat().st_uid == 0:
@@ -307,6 +316,7 @@ def up() -> dict[str, Any]:
 
 
 def down(volumes: bool) -> None:
+    ensure_secrets()  # compose reads every secret even to stop; an older .env gets the new ones
     remove_remote_worker()
     compose("down", "--remove-orphans", *(["--volumes"] if volumes else []), timeout=300)
 
@@ -319,7 +329,8 @@ def published_url(service: str, port: int) -> str:
 
 def prefect(path: str, method: str = "GET", body: dict[str, Any] | None = None) -> Any:
     url = published_url("prefect-server", 4200) + "/api" + path
-    response = httpx.request(method, url, json=body, timeout=30)
+    headers = prefect_api_headers(read_env_file(env_file()).get("PREFECT_API_AUTH_STRING"))
+    response = httpx.request(method, url, json=body, headers=headers, timeout=30)
     response.raise_for_status()
     return response.json() if response.content else None
 
@@ -485,6 +496,19 @@ def flow_config(config: str, overrides: list[str]) -> dict[str, Any]:
     return loaded.model_dump(mode="json", context={"reveal_secrets": True})
 
 
+def production_version(model: str = "fashion-cnn") -> str:
+    """The version the production pointer in central storage names, read inside the stack."""
+    script = (
+        "from tasks.core.pointer import read_pointer; from tasks.core.settings import get_settings; "
+        f"pointer = read_pointer(get_settings().central_storage_url, {model!r}); "
+        "print(pointer.version if pointer else '')"
+    )
+    version = exec_in("worker-monitor", "python", "-c", script).strip().splitlines()[-1:]
+    if not version or not version[0]:
+        raise StackError("the full flow published no production model")
+    return version[0]
+
+
 def latest_verdict() -> dict[str, Any]:
     script = (
         "import fsspec, json, os; fs, root = fsspec.core.url_to_fs(os.environ['MLOPS_STORAGE_URL']); "
@@ -518,7 +542,7 @@ def demo() -> dict[str, Any]:
     first = run_deployment("full/full-flow", {"config": flow_config("full_flow_config.yaml", DEMO_TRAINING)})
     if first["state"] != "COMPLETED":
         raise StackError(f"the full flow ended {first['state']}:\n{remote_worker_logs()}")
-    served_first = wait_for_version("1", workers_per_replica)
+    served_first = wait_for_version(production_version(), workers_per_replica)
     # Traffic through nginx from inside the network (the worker's clone holds the images)...
     traffic = "python datasets/send_traffic.py --url http://nginx:8080 --data datasets/fashion-mnist/data"
     for kind in ("fashion", "digits"):
@@ -537,9 +561,11 @@ def demo() -> dict[str, Any]:
     # A second version rolled out while uploads go through the published port.
     nginx = published_url("nginx", 8080)
     second_config = flow_config("full_flow_config.yaml", [*DEMO_TRAINING, "train.seed=7"])
+    served_second: dict[str, dict[str, str]] = {}
     with LoadUnderRollout(nginx) as load:
         second = run_deployment("full/full-flow", {"config": second_config, "force": True})
-        served_second = wait_for_version("2", workers_per_replica) if second["state"] == "COMPLETED" else {}
+        if second["state"] == "COMPLETED":
+            served_second = wait_for_version(production_version(), workers_per_replica)
         time.sleep(2)
     if second["state"] != "COMPLETED":
         raise StackError(f"the second full flow ended {second['state']}:\n{remote_worker_logs()}")

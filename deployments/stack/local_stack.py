@@ -28,8 +28,8 @@ from typing import Any
 
 import httpx
 
-from deployments.stack.servers import PostgresCluster, compose_binary, free_port
-from deployments.stack.write_secrets import add_verify_key, signing_key_path, write_env_file
+from deployments.stack.servers import PostgresCluster, compose_binary, free_port, prefect_api_headers
+from deployments.stack.write_secrets import complete_env_file, signing_key_path, write_env_file
 from services.dl_service.metrics import served_versions_by_pid
 from tasks.core.settings import REPO_ROOT as ROOT
 
@@ -88,7 +88,7 @@ class LocalStack:
         env_file = self.folder / ".env"
         if not env_file.exists():
             write_env_file(env_file)
-        add_verify_key(env_file)  # a folder made before model signing gets its key pair
+        complete_env_file(env_file)  # a folder made before model signing gets its key pair
         self.secrets = read_env_file(env_file)
         self.compose = resolved_compose(env_file)
         self.ports = {name: free_port() for name in CONTAINER_PORTS}
@@ -267,7 +267,8 @@ def run_flow(stack: LocalStack, config: str, overrides: list[str]) -> None:
 def run_deployment(stack: LocalStack, name: str, parameters: dict[str, str], seconds: float = 600) -> str:
     """Start a deployment's flow run on the Prefect server; a worker runs it; returns its final state."""
     api = f"{stack.url('prefect-server')}/api"
-    with httpx.Client(base_url=api, timeout=30) as client:
+    headers = prefect_api_headers(stack.secrets.get("PREFECT_API_AUTH_STRING"))
+    with httpx.Client(base_url=api, timeout=30, headers=headers) as client:
         flow_name, deployment_name = name.split("/")
         deployment = client.get(f"/deployments/name/{flow_name}/{deployment_name}").raise_for_status().json()
         run = client.post(f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import os
 import shutil
@@ -78,3 +79,10 @@ class PostgresCluster:
 
     def stop(self, check: bool = True) -> None:
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", check=check)
+
+
+def prefect_api_headers(auth_string: str | None) -> dict[str, str]:
+    """What a Prefect client sends to a server with PREFECT_SERVER_API_AUTH_STRING set (HTTP basic)."""
+    if not auth_string:
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(auth_string.encode()).decode()}

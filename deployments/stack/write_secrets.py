@@ -3,7 +3,8 @@
     python -m deployments.stack.write_secrets [--env-file .env] [--force]
 
 An existing file is kept unless --force: rotating database passwords needs the steps in README.
-Beside it, ``.secrets/model-signing-key.pem`` is the private key that signs published model
+Beside it, ``.secrets/tls/`` holds nginx's TLS certificate (self-signed unless you put yours
+there; deployments/stack/tls.py), and ``.secrets/model-signing-key.pem`` is the private key that signs published model
 versions; .env gets its public half as ``MLOPS_SERVICE_MODEL_VERIFY_KEY``. The key pair is kept
 even with --force: every version it signed would fail verification under a new one.
 """
@@ -17,6 +18,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from deployments.stack.tls import ensure_certificate, tls_folder
 from tasks.core.signing import generate_private_key, load_private_key, public_key_text, write_private_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,12 +57,20 @@ def write_env_file(path: Path) -> int:
     return len(lines)
 
 
-def add_verify_key(path: Path) -> bool:
-    """Give an .env written before model signing its verify key (and the key pair); False if it has one."""
-    if re.search(rf"^{VERIFY_KEY}=\S", path.read_text(), re.MULTILINE):
+def complete_env_file(path: Path) -> bool:
+    """Complete an .env written by an older release: a random value for each secret it lacks, and the
+    verify key (with the key pair) if it has none; True when something was added. Existing values stay."""
+    text = path.read_text()
+    present = set(re.findall(r"^([A-Z][A-Z0-9_]*)=\S", text, re.MULTILINE))
+    lines = [
+        f"{name}={secrets.token_urlsafe(32)}" for name in secret_names(ROOT / ".env.example") if name not in present
+    ]
+    if VERIFY_KEY not in present:
+        lines.append(f"{VERIFY_KEY}={verify_key_for(path)}")
+    if not lines:
         return False
     with path.open("a") as handle:
-        handle.write(f"{VERIFY_KEY}={verify_key_for(path)}\n")
+        handle.write(("" if text.endswith("\n") or not text else "\n") + "\n".join(lines) + "\n")
     return True
 
 
@@ -69,9 +79,11 @@ def main() -> int:
     parser.add_argument("--env-file", type=Path, default=ROOT / ".env")
     parser.add_argument("--force", action="store_true", help="replace an existing file")
     args = parser.parse_args()
+    if ensure_certificate(tls_folder(args.env_file)):
+        print(f"wrote a self-signed TLS certificate to {tls_folder(args.env_file)} (replace it with yours)")
     if args.env_file.exists() and not args.force:
-        if add_verify_key(args.env_file):
-            print(f"added {VERIFY_KEY} to {args.env_file}; signing key in {signing_key_path(args.env_file)}")
+        if complete_env_file(args.env_file):
+            print(f"added the secrets it lacked to {args.env_file}; signing key in {signing_key_path(args.env_file)}")
         print(f"{args.env_file} exists; kept (use --force to replace it)", file=sys.stderr)
         return 0
     count = write_env_file(args.env_file)

@@ -31,7 +31,7 @@ PROJECT_IMAGES = {
 
 
 def compose(*args: str, env_file: Path | None = None) -> subprocess.CompletedProcess[str]:
-    options = ["--env-file", str(env_file)] if env_file else []
+    options = ["--env-file", str(env_file or "/dev/null")]  # never the checkout's own .env
     command = [str(compose_binary()), "--project-directory", str(REPO_ROOT), "-f", str(COMPOSE_FILE), *options, *args]
     clean_env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}  # no secret leaks in from the caller's environment
     return subprocess.run(command, capture_output=True, text=True, env=clean_env, check=False)
@@ -263,7 +263,24 @@ def test_nginx_limits_uploads_like_the_service_and_guards_admin_routes() -> None
     assert "return 401" in admin.split("}")[0] + admin.split("}")[1]
     # Server-level headers reach every location only while no location sets its own.
     assert "add_header X-Content-Type-Options nosniff always;" in conf and "X-Frame-Options DENY" in conf
-    assert conf.count("add_header") == 2
+    assert 'Strict-Transport-Security "max-age=31536000" always' in conf and "listen 8443 ssl;" in conf
+    assert conf.count("add_header") == 3
+
+
+def test_secrets_write_a_tls_certificate_for_this_machine_and_keep_yours(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    from deployments.stack.tls import ensure_certificate
+
+    folder = tmp_path / ".secrets" / "tls"
+    assert ensure_certificate(folder) is True
+    certificate = x509.load_pem_x509_certificate((folder / "tls.crt").read_bytes())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "localhost" in names.get_values_for_type(x509.DNSName)
+    assert str(names.get_values_for_type(x509.IPAddress)[0]) == "127.0.0.1"
+    assert (tmp_path / ".secrets").stat().st_mode & 0o777 == 0o700  # the folder keeps the key private
+    (folder / "tls.crt").write_text("yours")
+    assert ensure_certificate(folder) is False and (folder / "tls.crt").read_text() == "yours"
 
 
 def test_secrets_file_is_private_even_when_it_replaces_a_readable_one(tmp_path: Path) -> None:
@@ -296,7 +313,10 @@ def test_serving_the_lan_opens_the_api_alone(env_file: Path, tmp_path: Path) -> 
     """The Prefect API has no login and runs flows with the stack's secrets: it must not follow the API out."""
     assert published_on(resolved_with(env_file, tmp_path, {})) == {name: {"127.0.0.1"} for name in CONSOLES | {"nginx"}}
     lan = published_on(resolved_with(env_file, tmp_path, {"MLOPS_SERVICE_BIND_ADDRESS": "192.0.2.10"}))
-    assert lan.pop("nginx") == {"192.0.2.10"}
+    assert lan.pop("nginx") == {"192.0.2.10", "127.0.0.1"}
+    nginx_ports = resolved_with(env_file, tmp_path, {"MLOPS_SERVICE_BIND_ADDRESS": "192.0.2.10"})["services"]["nginx"]
+    by_port = {port["target"]: port["host_ip"] for port in nginx_ports["ports"]}
+    assert by_port == {8443: "192.0.2.10", 8080: "127.0.0.1"}  # the LAN gets HTTPS only
     assert lan == {name: {"127.0.0.1"} for name in CONSOLES}
 
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -87,6 +88,10 @@ def test_stack_comes_up_healthy_and_runs_the_demo_end_to_end(stack_env: dict[str
     assert page.status_code == 200 and page.headers["x-frame-options"] == "DENY"
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert httpx.post("http://127.0.0.1:8080/admin/reload", timeout=10).status_code == 401
+    # HTTPS with the certificate `up` wrote beside the env file (self-signed, for 127.0.0.1 too).
+    certificate = Path(stack_env["MLOPS_STACK_ENV_FILE"]).parent / ".secrets" / "tls" / "tls.crt"
+    secure = httpx.get("https://127.0.0.1:8443/health", verify=str(certificate), timeout=10)
+    assert secure.status_code == 200 and secure.headers["strict-transport-security"] == "max-age=31536000"
 
     demo = output_json(stack(stack_env, "demo"))
     first, second, monitor = demo["flow_runs"]

@@ -6,7 +6,13 @@ import subprocess
 from pathlib import Path
 
 from deployments.stack.local_stack import read_env_file, resolved_compose
-from deployments.stack.write_secrets import VERIFY_KEY, add_verify_key, signing_key_path, write_env_file
+from deployments.stack.write_secrets import (
+    VERIFY_KEY,
+    complete_env_file,
+    secret_names,
+    signing_key_path,
+    write_env_file,
+)
 from tasks.core.settings import REPO_ROOT
 from tasks.core.signing import load_private_key, public_key_text
 
@@ -35,12 +41,14 @@ def test_the_key_pair_is_kept_when_secrets_are_rewritten(tmp_path: Path) -> None
     assert read_env_file(env_file)[VERIFY_KEY] == public_key_of(env_file)
 
 
-def test_an_env_file_from_before_signing_gets_its_key_once(tmp_path: Path) -> None:
+def test_an_env_file_from_an_older_release_gets_what_it_lacks_once(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
-    env_file.write_text("POSTGRES_PASSWORD=kept\n")
-    assert add_verify_key(env_file) and not add_verify_key(env_file)
+    env_file.write_text("POSTGRES_PASSWORD=kept")  # no signing key, no newer secrets, no final newline
+    assert complete_env_file(env_file) and not complete_env_file(env_file)
     values = read_env_file(env_file)
-    assert values == {"POSTGRES_PASSWORD": "kept", VERIFY_KEY: public_key_of(env_file)}
+    assert values["POSTGRES_PASSWORD"] == "kept" and values[VERIFY_KEY] == public_key_of(env_file)
+    assert set(secret_names(REPO_ROOT / ".env.example")) <= set(values)
+    assert all(len(value) >= 32 for name, value in values.items() if name != "POSTGRES_PASSWORD")
 
 
 def test_only_publishing_containers_get_the_private_key_and_every_app_container_the_public_one(

@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy import create_engine, text
 
 from deployments.stack.local_stack import demo, running_stack
+from deployments.stack.servers import prefect_api_headers
 from tests.helpers.data import TINY_TRAINING
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
@@ -47,8 +48,10 @@ def test_full_and_monitor_flows_run_against_the_real_servers(tiny_repo: Path, tm
         assert tuple(rows) == (300, 1) and labels > 20
         # Prefect server: the deploy flow applied both deployments (demo checked the worker's monitor run).
         api = f"{stack.url('prefect-server')}/api"
+        headers = prefect_api_headers(stack.secrets["PREFECT_API_AUTH_STRING"])
+        assert httpx.get(f"{api}/deployments/filter", timeout=10).status_code == 401  # the API needs its login
         for name in ("monitor/monitor-weekly", "full/full-flow"):
-            assert httpx.get(f"{api}/deployments/name/{name}", timeout=10).status_code == 200
+            assert httpx.get(f"{api}/deployments/name/{name}", headers=headers, timeout=10).status_code == 200
         verdicts = list((tmp_path / "stack" / "state" / "storage").rglob("verdict.json"))
         assert len(verdicts) == 1 and '"drift": true' in verdicts[0].read_text()  # half the traffic was digits
 
