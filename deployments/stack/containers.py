@@ -570,6 +570,7 @@ def demo() -> dict[str, Any]:
     if second["state"] != "COMPLETED":
         raise StackError(f"the second full flow ended {second['state']}:\n{remote_worker_logs()}")
     return {
+        "training_pool_concurrency_limit": prefect("/work_pools/training")["concurrency_limit"],
         "flow_runs": [first, second, monitor],
         "served_after_first_deploy": served_first,
         "served_after_rollout": served_second,

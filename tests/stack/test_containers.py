@@ -95,6 +95,7 @@ def test_stack_comes_up_healthy_and_runs_the_demo_end_to_end(stack_env: dict[str
 
     demo = output_json(stack(stack_env, "demo"))
     first, second, monitor = demo["flow_runs"]
+    assert demo["training_pool_concurrency_limit"] == 1  # two trainings never share a working copy
     # Training ran on the worker of "another host", started through the Prefect API.
     assert first["state"] == second["state"] == "COMPLETED"
     assert first["worker"] == second["worker"] == "training-host-2"
