@@ -18,11 +18,13 @@ UV_LOCK_ARGS := --generate-hashes --python-version 3.11 --python-platform x86_64
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-install: $(STAMP) ## create .venv from requirements.lock (quick when nothing changed)
+install: $(STAMP) ## create .venv from requirements.lock, with the `mlops` command (quick when nothing changed)
 
-$(STAMP): requirements.lock
+$(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@# the checkout itself, editable, for the `mlops` command (its dependencies are all in the lock)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@cp requirements.lock $(STAMP)
 
 data: install ## build the Fashion-MNIST demo dataset repository (tags v1.0, v2.0) if missing

@@ -1,35 +1,61 @@
-"""Operations on the deployed model:  python -m tasks.ops status|models|promote V|rollback [--to V]
+"""`mlops`: the platform from a shell. The operations live here (also `python -m tasks.ops`);
+flows/cli.py adds the commands that run flows (`mlops run`, `mlops monitor`) and is the entry point.
 
-status     the champion: version, metrics, data revision, code commit, when it was deployed
-models     every registered version with its aliases, metrics and whether it is published
-promote V  put version V in production (alias and pointer together), tell services
-rollback   back to the previous production version (or --to V)
+    mlops run --config FILE [--set K=V ...] [--flow NAME] [--force]   a flow, as run_flow.py
+    mlops status [--json]          the model in production: version, metrics, data and code
+    mlops models [--json]          every registered version, its aliases and whether it is published
+    mlops promote V [--yes]        put version V in production (pointer, alias, services told)
+    mlops rollback [--to V] [--yes]
+    mlops monitor                  the monitor flow once, now
+    mlops serve                    the serving service on 127.0.0.1:4242
+    mlops ui                       Prefect, MLflow and Evidently UIs over the state folder
+
+Exit codes: 0 done, 1 the work failed, 2 bad input (config, version, a refused confirmation).
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import logging
+import os
+import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import typer
 import yaml
 
 from configs.schema import load_config
-from tasks.core import tracking
-from tasks.core.bundle import METADATA_FILE
 from tasks.core.errors import MlopsError
-from tasks.core.pointer import ProductionPointer, read_pointer
 from tasks.core.settings import REPO_ROOT, Settings, get_settings, prepare_embedded_environment
-from tasks.core.storage import list_versions, model_root
-from tasks.deployment.notify import notify_services
-from tasks.deployment.release import release_version
-from tasks.deployment.tasks import record_variable
+
+# MLflow, TensorFlow and Prefect are imported by the commands that use them, so `mlops --help`
+# and bad input answer at once.
+if TYPE_CHECKING:
+    from tasks.core.pointer import ProductionPointer
+
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "full_flow_config.yaml"
+BAD_INPUT = 2
+
+app = typer.Typer(
+    name="mlops",
+    help="On-premises MLOps for image classification: run flows, inspect and move the production model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+ConfigOption = Annotated[Path, typer.Option("--config", help="the experiment: names the model and reload URLs")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON (for scripts)")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
 
 
 def _metadata(settings: Settings, name: str, version: str) -> dict[str, Any]:
+    from tasks.core.bundle import METADATA_FILE
+    from tasks.core.storage import model_root
+
     fs, root = model_root(settings.central_storage_url, name)
     path = f"{root}/{version}/{METADATA_FILE}"
     if not fs.exists(path):
@@ -38,27 +64,55 @@ def _metadata(settings: Settings, name: str, version: str) -> dict[str, Any]:
         return yaml.safe_load(handle) or {}
 
 
-def show_status(settings: Settings, name: str) -> str:
+def status_of(settings: Settings, name: str) -> dict[str, Any]:
+    """The champion as data: what `mlops status --json` prints."""
+    from tasks.core import tracking
+    from tasks.core.pointer import read_pointer
+
     pointer = read_pointer(settings.central_storage_url, name)
     if pointer is None:
-        return f"{name}: nothing in production yet (run the full flow)"
+        return {"model": name, "production": None}
     client = tracking.mlflow_client(settings)
-    alias = tracking.alias_version(client, name, tracking.CHAMPION_ALIAS)
     meta = _metadata(settings, name, pointer.version)
-    data, code = meta.get("dataset", {}), meta.get("code", {})
+    return {
+        "model": name,
+        "production": {
+            "version": pointer.version,
+            "registry_champion": tracking.alias_version(client, name, tracking.CHAMPION_ALIAS),
+            "deployed_at": str(pointer.deployed_at),
+            "reason": pointer.reason,
+            "previous_version": pointer.previous_version,
+            "metrics": pointer.metrics,
+            "dataset": meta.get("dataset", {}),
+            "code": meta.get("code", {}),
+        },
+    }
+
+
+def show_status(settings: Settings, name: str) -> str:
+    status = status_of(settings, name)
+    production = status["production"]
+    if production is None:
+        return f"{name}: nothing in production yet (run the full flow)"
+    data, code = production["dataset"], production["code"]
+    metrics = production["metrics"]
     lines = [
         f"model       {name}",
-        f"version     {pointer.version} (registry alias champion -> {alias})",
-        f"deployed    {pointer.deployed_at}: {pointer.reason}",
-        f"previous    {pointer.previous_version or '-'}",
+        f"version     {production['version']} (registry alias champion -> {production['registry_champion']})",
+        f"deployed    {production['deployed_at']}: {production['reason']}",
+        f"previous    {production['previous_version'] or '-'}",
         f"data        {data.get('path', '?')} {data.get('revision', '?')} (commit {str(data.get('commit', '?'))[:10]})",
         f"code        {str(code.get('commit', '?'))[:10]}{' (dirty)' if code.get('dirty') else ''}",
-        "metrics     " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(pointer.metrics.items()) if "/" not in k),
+        "metrics     " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()) if "/" not in k),
     ]
     return "\n".join(lines)
 
 
-def show_models(settings: Settings, name: str) -> str:
+def models_of(settings: Settings, name: str) -> list[dict[str, Any]]:
+    """Every registered version as data: what `mlops models --json` prints."""
+    from tasks.core import tracking
+    from tasks.core.storage import list_versions
+
     client = tracking.mlflow_client(settings)
     published = set(list_versions(settings.central_storage_url, name))
     versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
@@ -66,14 +120,28 @@ def show_models(settings: Settings, name: str) -> str:
     if versions:  # search results carry no aliases; the registered model has them all
         for alias, number in client.get_registered_model(name).aliases.items():
             aliases_of.setdefault(str(number), []).append(alias)
+    return [
+        {
+            "version": str(version.version),
+            "aliases": sorted(aliases_of.get(str(version.version), [])),
+            "published": str(version.version) in published,
+            "test_accuracy": float(version.tags["eval.test.accuracy"])
+            if "eval.test.accuracy" in version.tags
+            else None,
+            "created": _iso(version.creation_timestamp // 1000),
+        }
+        for version in versions
+    ]
+
+
+def show_models(settings: Settings, name: str) -> str:
+    versions = models_of(settings, name)
     rows = [f"{'version':>7}  {'aliases':<20} {'published':<9} {'test acc':>8}  created"]
     for version in versions:
-        number = str(version.version)
-        accuracy = version.tags.get("eval.test.accuracy", "")[:6]
-        aliases = ",".join(sorted(aliases_of.get(number, []))) or "-"
-        is_published = "yes" if number in published else "no"
-        created = _iso(version.creation_timestamp // 1000)
-        rows.append(f"{number:>7}  {aliases:<20} {is_published:<9} {accuracy:>8}  {created}")
+        accuracy = "" if version["test_accuracy"] is None else f"{version['test_accuracy']:.4f}"
+        aliases = ",".join(version["aliases"]) or "-"
+        is_published = "yes" if version["published"] else "no"
+        rows.append(f"{version['version']:>7}  {aliases:<20} {is_published:<9} {accuracy:>8}  {version['created']}")
     return "\n".join(rows) if versions else f"{name}: no registered versions"
 
 
@@ -85,6 +153,12 @@ def move_production(
     settings: Settings, name: str, version: str, reason: str, reload_urls: list[str]
 ) -> ProductionPointer:
     """The deploy flow's release step, from the command line: pointer, alias, services, Prefect variable."""
+    from tasks.core import tracking
+    from tasks.core.pointer import read_pointer
+    from tasks.deployment.notify import notify_services
+    from tasks.deployment.release import release_version
+    from tasks.deployment.tasks import record_variable
+
     client = tracking.mlflow_client(settings)
     current = read_pointer(settings.central_storage_url, name)
     metrics = (
@@ -99,6 +173,8 @@ def move_production(
 
 
 def rollback_target(settings: Settings, name: str, to: str | None) -> str:
+    from tasks.core.pointer import read_pointer
+
     if to is not None:
         return to
     pointer = read_pointer(settings.central_storage_url, name)
@@ -107,43 +183,171 @@ def rollback_target(settings: Settings, name: str, to: str | None) -> str:
     return pointer.previous_version
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tasks.ops", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=REPO_ROOT / "configs" / "full_flow_config.yaml",
-        help="names the model and reload URLs (default: the shipped experiment)",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("status")
-    commands.add_parser("models")
-    promote = commands.add_parser("promote")
-    promote.add_argument("version")
-    rollback = commands.add_parser("rollback")
-    rollback.add_argument("--to", dest="to", default=None)
-    args = parser.parse_args(argv)
+def _echo(text: str, err: bool = False) -> None:
+    """print, not click.echo: click caches wrappers around the streams it writes to."""
+    print(text, file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def _fail(error: MlopsError, code: int = BAD_INPUT) -> typer.Exit:
+    _echo(f"error: {error}", err=True)
+    return typer.Exit(code)
+
+
+def _context(config: Path) -> tuple[Settings, Any]:
+    """Settings with the state folder prepared, and the config (bad input exits 2 naming the key)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
-        config = load_config(args.config, root=REPO_ROOT)
-        settings = get_settings()
-        prepare_embedded_environment(settings)
-        name = config.model.name
-        if args.command == "status":
-            print(show_status(settings, name))
-        elif args.command == "models":
-            print(show_models(settings, name))
-        else:
-            version = args.version if args.command == "promote" else rollback_target(settings, name, args.to)
-            pointer = move_production(settings, name, version, f"{args.command} by operator", config.deploy.reload_urls)
-            print(f"{name} version {pointer.version} is in production (previous: {pointer.previous_version})")
+        loaded = load_config(config, root=REPO_ROOT)
     except MlopsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        raise _fail(error) from None
+    settings = get_settings()
+    prepare_embedded_environment(settings)
+    return settings, loaded
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        _echo(f"error: {question} Confirm with --yes when not at a terminal.", err=True)
+        raise typer.Exit(BAD_INPUT)
+    if not typer.confirm(question):
+        raise typer.Exit(BAD_INPUT)
+
+
+@app.command()
+def status(config: ConfigOption = DEFAULT_CONFIG, as_json: JsonOption = False) -> None:
+    """The model in production: version, when and why deployed, metrics, data revision, code commit."""
+    settings, loaded = _context(config)
+    name = loaded.model.name
+    try:
+        _echo(json.dumps(status_of(settings, name), indent=2) if as_json else show_status(settings, name))
+    except MlopsError as error:
+        raise _fail(error, 1) from None
+
+
+@app.command()
+def models(config: ConfigOption = DEFAULT_CONFIG, as_json: JsonOption = False) -> None:
+    """Every registered version with its aliases, test accuracy and whether it is published."""
+    settings, loaded = _context(config)
+    name = loaded.model.name
+    try:
+        _echo(json.dumps(models_of(settings, name), indent=2) if as_json else show_models(settings, name))
+    except MlopsError as error:
+        raise _fail(error, 1) from None
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="the registered, published version")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    yes: YesOption = False,
+) -> None:
+    """Put a version in production: pointer, registry alias, Prefect variable; services reload."""
+    settings, loaded = _context(config)
+    name = loaded.model.name
+    _confirm(f"Put {name} version {version} in production?", yes)
+    _move(settings, name, version, "promote by operator", loaded.deploy.reload_urls)
+
+
+@app.command()
+def rollback(
+    to: Annotated[str | None, typer.Option("--to", help="this version (default: the previous one)")] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+    yes: YesOption = False,
+) -> None:
+    """Back to the previous production version (or --to V)."""
+    settings, loaded = _context(config)
+    name = loaded.model.name
+    try:
+        version = rollback_target(settings, name, to)
+    except MlopsError as error:
+        raise _fail(error) from None
+    _confirm(f"Roll {name} back to version {version}?", yes)
+    _move(settings, name, version, "rollback by operator", loaded.deploy.reload_urls)
+
+
+def _move(settings: Settings, name: str, version: str, reason: str, reload_urls: list[str]) -> None:
+    try:
+        pointer = move_production(settings, name, version, reason, reload_urls)
+    except MlopsError as error:
+        raise _fail(error) from None
+    _echo(f"{name} version {pointer.version} is in production (previous: {pointer.previous_version})")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 4242,
+) -> None:
+    """The serving service (embedded defaults: the state folder's storage and SQLite log)."""
+    prepare_embedded_environment(get_settings())
+    command = [sys.executable, "-m", "uvicorn", "--factory", "services.dl_service.app:create_app"]
+    raise typer.Exit(subprocess.call([*command, "--host", host, "--port", str(port)], cwd=REPO_ROOT))
+
+
+@app.command()
+def ui(
+    prefect_port: Annotated[int, typer.Option(help="Prefect UI and API")] = 4200,
+    mlflow_port: Annotated[int, typer.Option(help="MLflow UI")] = 5000,
+    evidently_port: Annotated[int, typer.Option(help="Evidently UI")] = 8001,
+) -> None:
+    """The Prefect, MLflow and Evidently UIs over the state folder, on 127.0.0.1, until Ctrl-C."""
+    settings = get_settings()
+    prepare_embedded_environment(settings)
+    state, bin_dir = settings.state_dir, Path(sys.executable).parent
+    servers = {
+        f"Prefect   http://127.0.0.1:{prefect_port}": [
+            str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)
+        ],
+        f"MLflow    http://127.0.0.1:{mlflow_port}": [
+            str(bin_dir / "mlflow"), "ui", "--backend-store-uri", settings.mlflow_tracking_uri,
+            "--host", "127.0.0.1", "--port", str(mlflow_port),
+        ],
+        f"Evidently http://127.0.0.1:{evidently_port}": [
+            str(bin_dir / "evidently"), "ui", "--workspace", str(state / "evidently"),
+            "--host", "127.0.0.1", "--port", str(evidently_port),
+        ],
+    }  # fmt: skip
+    logs = state / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    processes = []
+    for label, command in servers.items():
+        log = (logs / f"ui-{command[0].rsplit('/', 1)[-1]}.log").open("ab")
+        processes.append(subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=log, env=dict(os.environ)))
+        _echo(label)
+    _echo(f"logs in {logs}; Ctrl-C stops them")
+    try:
+        while all(process.poll() is None for process in processes):
+            time.sleep(1)
+        _echo("a UI server exited; see its log", err=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line and return its exit code (tests call this; `mlops` is ``app``)."""
+    try:
+        # without standalone mode, click returns a command's exit code instead of exiting
+        code = app(args=argv, prog_name="mlops", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except typer.Exit as done:
+        return int(done.exit_code)
+    except typer.Abort:
+        return BAD_INPUT
+    except Exception as error:  # click's usage errors
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            return int(error.exit_code)
+        raise
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def test_flow_set_and_force_from_the_command_line_then_operate_the_model(
     assert forced["deploy"]["promoted"] and forced["deploy"]["champion_before"] == "1"
 
     # The operator's view of the same state folder: status, models, rollback.
-    assert ops(["rollback"]) == 0
+    assert ops(["rollback", "--yes"]) == 0
     capsys.readouterr()
     assert ops(["status"]) == 0
     status = capsys.readouterr().out

@@ -1,16 +1,25 @@
-"""`python -m tasks.ops` against a real MLflow registry, real central storage and a real Prefect API."""
+"""`mlops` (tasks/ops/cli.py) against a real MLflow registry, real central storage and a real Prefect API,
+and the installed command as a user runs it, from another folder."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import tasks.deployment.tasks  # noqa: F401  (see below)
 from tasks.core.pointer import read_pointer
 from tasks.core.settings import get_settings
 from tasks.core.tracking import mlflow_client
 from tasks.ops.cli import main as ops
 from tests.helpers.models import MODEL_NAME
+
+# The commands import Prefect's task modules lazily; Prefect binds its console log handler to the
+# stderr of the moment, so they are imported here, at collection, not under a test's captured stderr.
 
 
 @pytest.fixture
@@ -44,13 +53,13 @@ def test_promote_then_rollback_moves_pointer_alias_and_variable_together(
 ) -> None:
     from prefect.variables import Variable
 
-    assert ops(["promote", "2"]) == 0
+    assert ops(["promote", "2", "--yes"]) == 0
     pointer = read_pointer(str(registered), MODEL_NAME)
     assert pointer is not None and (pointer.version, pointer.previous_version) == ("2", "1")
     assert champion() == "2" and Variable.get("production_model_fashion_cnn")["version"] == "2"
     assert "promote by operator" in pointer.reason
 
-    assert ops(["rollback"]) == 0
+    assert ops(["rollback", "--yes"]) == 0
     pointer = read_pointer(str(registered), MODEL_NAME)
     assert pointer is not None and (pointer.version, pointer.previous_version) == ("1", "2")
     assert champion() == "1" and Variable.get("production_model_fashion_cnn")["version"] == "1"
@@ -61,6 +70,62 @@ def test_promoting_an_unregistered_version_fails_and_changes_nothing(
     registered: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = read_pointer(str(registered), MODEL_NAME)
-    assert ops(["promote", "9"]) == 2
+    assert ops(["promote", "9", "--yes"]) == 2
     assert "version 9 is not registered" in capsys.readouterr().err
     assert read_pointer(str(registered), MODEL_NAME) == before and champion() == "1"
+
+
+def test_promote_asks_first_and_a_script_must_say_yes(registered: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = read_pointer(str(registered), MODEL_NAME)
+    assert ops(["promote", "2"]) == 2  # stdin is not a terminal under pytest
+    assert "Confirm with --yes when not at a terminal" in capsys.readouterr().err
+    assert read_pointer(str(registered), MODEL_NAME) == before and champion() == "1"
+
+
+def test_models_and_status_print_json_a_script_can_read(registered: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ops(["promote", "2", "--yes"]) == 0
+    capsys.readouterr()
+    assert ops(["models", "--json"]) == 0
+    versions = json.loads(capsys.readouterr().out)
+    assert [(v["version"], v["aliases"], v["published"]) for v in versions] == [
+        ("1", [], True),
+        ("2", ["champion"], True),
+    ]
+    assert ops(["status", "--json"]) == 0
+    production = json.loads(capsys.readouterr().out)["production"]
+    assert (production["version"], production["previous_version"], production["registry_champion"]) == ("2", "1", "2")
+
+
+MLOPS = Path(sys.executable).parent / "mlops"
+
+
+def mlops(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed command, from a folder outside the repository, with its own state folder."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLOPS_", "PREFECT_"))}
+    env |= {"MLOPS_HOME": str(tmp_path / "state"), "HOME": str(tmp_path)}
+    return subprocess.run([str(MLOPS), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_installed_command_lists_its_commands_and_answers_json_from_any_folder(tmp_path: Path) -> None:
+    helped = mlops(tmp_path, "--help")
+    assert helped.returncode == 0
+    for command in ("run", "status", "models", "promote", "rollback", "monitor", "serve", "ui"):
+        assert f" {command} " in helped.stdout
+    status = mlops(tmp_path, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout) == {"model": "fashion-cnn", "production": None}
+
+
+def test_bad_input_exits_2_naming_what_to_fix(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "extends: "
+        + str(Path(__file__).resolve().parents[2] / "configs" / "full_flow_config.yaml")
+        + "\ntrain: {epocs: 3}\n"
+    )
+    misspelt = mlops(tmp_path, "run", "--config", str(config))
+    assert misspelt.returncode == 2 and "epocs" in misspelt.stderr and str(config) in misspelt.stderr
+    monitor = str(Path(__file__).resolve().parents[2] / "configs" / "monitor_config.yaml")
+    forced = mlops(tmp_path, "run", "--config", monitor, "--force")
+    assert forced.returncode == 2 and "the monitor flow has no training cache to bypass (only full)" in forced.stderr
+    assert "Traceback" not in forced.stderr
