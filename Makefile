@@ -30,8 +30,9 @@ $(STAMP): requirements.lock pyproject.toml
 data: install ## build the Fashion-MNIST demo dataset repository (tags v1.0, v2.0) if missing
 	$(BIN)/python datasets/build_fashion_mnist.py --repo $(DATASET)
 
-run: install data ## run the full flow on configs/full_flow_config.yaml (CONFIG=... for another)
+run: install data ## run the full flow on configs/full_flow_config.yaml (CONFIG=... for another), then register every flow in Prefect
 	$(BIN)/python run_flow.py --config $(CONFIG)
+	$(BIN)/mlops deployments apply
 
 train: install data ## run the train flow alone
 	$(BIN)/python run_flow.py --config configs/train_config.yaml

@@ -250,14 +250,19 @@ def load_config(path: Path | str, overrides: list[str] | None = None, root: Path
         raise ConfigError(format_validation_error(error, path, origins)) from None
 
 
-def resolve_config(config: FlowConfig | None, config_file: str, root: Path) -> FlowConfig:
-    """A flow's config: the one given (run_flow.py), or the file named (Prefect deployments), root-relative."""
+def resolve_config(
+    config: FlowConfig | None, config_file: str, root: Path, overrides: list[str] | None = None
+) -> FlowConfig:
+    """A flow's config: the one given (run_flow.py), or the file named with ``overrides`` applied
+    (Prefect deployments: the UI's run form edits both), root-relative."""
     if config is not None:
+        if overrides:
+            raise ConfigError("overrides apply to config_file; a flow given a whole config takes it as it is")
         return config
     if not config_file:
         raise ConfigError("a flow needs either config or config_file")
     path = Path(config_file)
-    return load_config(path if path.is_absolute() else root / path, root=root)
+    return load_config(path if path.is_absolute() else root / path, overrides or [], root=root)
 
 
 Origins = dict[tuple[str, ...], str]  # key path -> the file (or --set) that set it

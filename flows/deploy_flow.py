@@ -34,6 +34,7 @@ class DeployResult(BaseModel):
 def deploy_flow(
     config: FlowConfig | None = None,
     config_file: str = "",
+    overrides: list[str] | None = None,
     version: str | None = None,
     challenger_metrics: dict[str, float] | None = None,
 ) -> DeployResult:
@@ -41,7 +42,7 @@ def deploy_flow(
 
     ``challenger_metrics`` from an evaluate flow on the same config skip measuring the challenger twice.
     """
-    config = resolve_config(config, config_file, REPO_ROOT)
+    config = resolve_config(config, config_file, REPO_ROOT, overrides)
     name = config.model.name
     with tracking_run(config, "deploy", config_file) as run:
         challenger = require_challenger(name, version, run)

@@ -25,9 +25,14 @@ class EvalResult(BaseModel):
 
 
 @flow(name="evaluate")
-def eval_flow(config: FlowConfig | None = None, config_file: str = "", version: str | None = None) -> EvalResult:
+def eval_flow(
+    config: FlowConfig | None = None,
+    config_file: str = "",
+    overrides: list[str] | None = None,
+    version: str | None = None,
+) -> EvalResult:
     """Evaluate ``version`` (default: the ``challenger`` alias); raise QualityGateError on violations."""
-    config = resolve_config(config, config_file, REPO_ROOT)
+    config = resolve_config(config, config_file, REPO_ROOT, overrides)
     name = config.model.name
     with tracking_run(config, "evaluate", config_file) as run:
         version = require_challenger(name, version, run)

@@ -41,8 +41,10 @@ def train_or_reuse(config: FlowConfig, config_file: str, fingerprint: str) -> Tr
 
 
 @flow(name="full")
-def full_flow(config: FlowConfig | None = None, config_file: str = "", force: bool = False) -> FullResult:
-    config = resolve_config(config, config_file, REPO_ROOT)
+def full_flow(
+    config: FlowConfig | None = None, config_file: str = "", overrides: list[str] | None = None, force: bool = False
+) -> FullResult:
+    config = resolve_config(config, config_file, REPO_ROOT, overrides)
     settings = get_settings()
     future = train_or_reuse.with_options(refresh_cache=force).submit(config, config_file, training_fingerprint(config))
     trained, reused = future.result(), future.state.name == "Cached"

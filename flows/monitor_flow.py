@@ -32,8 +32,10 @@ class MonitorResult(BaseModel):
 
 
 @flow(name="monitor")
-def monitor_flow(config: FlowConfig | None = None, config_file: str = "") -> MonitorResult:
-    config = resolve_config(config, config_file, REPO_ROOT)
+def monitor_flow(
+    config: FlowConfig | None = None, config_file: str = "", overrides: list[str] | None = None
+) -> MonitorResult:
+    config = resolve_config(config, config_file, REPO_ROOT, overrides)
     monitor = config.monitor
     with tempfile.TemporaryDirectory(prefix="monitor-") as folder:
         data = load_monitoring_data(config.model.name, monitor, Path(folder))

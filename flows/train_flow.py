@@ -26,8 +26,10 @@ class TrainResult(BaseModel):
 
 
 @flow(name="train", log_prints=False)
-def train_flow(config: FlowConfig | None = None, config_file: str = "") -> TrainResult:
-    config = resolve_config(config, config_file, REPO_ROOT)
+def train_flow(
+    config: FlowConfig | None = None, config_file: str = "", overrides: list[str] | None = None
+) -> TrainResult:
+    config = resolve_config(config, config_file, REPO_ROOT, overrides)
     name, seed = config.model.name, config.train.seed
     with tracking_run(config, "train", config_file) as run:
         ref = resolve_dataset(config.dataset, run)

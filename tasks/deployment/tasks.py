@@ -15,15 +15,13 @@ from tasks.core.settings import get_settings
 from tasks.core.tracking import TrackingRun
 from tasks.data.tasks import resolve_dataset
 from tasks.deployment.notify import notify_services
-from tasks.deployment.prefect_deployments import apply_deployments as prefect_deploy
-from tasks.deployment.prefect_deployments import ensure_work_pool
+from tasks.deployment.prefect_deployments import apply_all
 from tasks.deployment.promotion import PromotionDecision, already_champion, decide_promotion
 from tasks.deployment.release import release_version
 from tasks.evaluation.tasks import evaluate_model
 
 # What the deploy flow keeps applied: the weekly monitor, and the full flow it may start on
 # confirmed drift. Training has its own pool so its worker can run on another host.
-DEPLOYMENT_POOLS = {"monitor/monitor-weekly": "monitor", "full/full-flow": "training"}
 
 
 def judge_challenger(
@@ -82,12 +80,24 @@ def record_current_model(pointer: ProductionPointer) -> None:
 
 @task(name="apply_deployments", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def apply_deployments(cron: str) -> None:
-    """Create or update the weekly monitor and the retraining deployment, via `prefect deploy`."""
+    """Create or update every deployment (the weekly monitor, retraining, each flow), via `prefect deploy`."""
     with get_client(sync_client=True) as client:
         api_url = str(client.api_url)
-    for pool in sorted(set(DEPLOYMENT_POOLS.values())):
-        ensure_work_pool(pool, api_url)
-    prefect_deploy([name.split("/")[1] for name in DEPLOYMENT_POOLS], api_url, cron)
-    for name, pool in DEPLOYMENT_POOLS.items():
+    for name, pool in apply_all(api_url, cron).items():
         get_run_logger().info("Deployment %s applied on work pool %s", name, pool)
     get_run_logger().info("monitor/monitor-weekly runs on the schedule %r", cron)
+
+
+def apply_all_deployments(api_url: str | None, cron: str) -> dict[str, str]:
+    """Every deployment, against ``api_url`` or, when None, the state folder's own Prefect database
+    through one temporary server (each `prefect` command would otherwise start its own)."""
+    if api_url:
+        return apply_all(api_url, cron)
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start(timeout=120)
+    try:
+        return apply_all(server.api_url, cron)
+    finally:
+        server.stop()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, inspect, select
 
 from configs.schema import MonitorConfig
 from tasks.core.errors import MlopsError
@@ -33,6 +33,8 @@ def load_window(database_url: str, model_name: str, version: str, config: Monito
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
+            if not inspect(connection).has_table(predictions.name):  # no service has logged anything yet
+                raise EmptyWindowError(f"no predictions have been logged yet ({engine.url.render_as_string()})")
             window = pd.DataFrame(connection.execute(query).mappings().all())
             labels = pd.DataFrame(connection.execute(select(feedback).order_by(feedback.c.id)).mappings().all())
     finally:

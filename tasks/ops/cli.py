@@ -9,6 +9,7 @@ flows/cli.py adds the commands that run flows (`mlops run`, `mlops monitor`) and
     mlops monitor                  the monitor flow once, now
     mlops serve                    the serving service on 127.0.0.1:4242
     mlops ui                       Prefect, MLflow and Evidently UIs over the state folder
+    mlops deployments apply        every flow as a Prefect deployment (the UI's Run button)
 
 Exit codes: 0 done, 1 the work failed, 2 bad input (config, version, a refused confirmation).
 """
@@ -274,6 +275,37 @@ def _move(settings: Settings, name: str, version: str, reason: str, reload_urls:
     except MlopsError as error:
         raise _fail(error) from None
     _echo(f"{name} version {pointer.version} is in production (previous: {pointer.previous_version})")
+
+
+deployments_app = typer.Typer(help="The Prefect deployments of every flow.", no_args_is_help=True)
+app.add_typer(deployments_app, name="deployments")
+
+
+@deployments_app.command("apply")
+def apply_deployments(
+    config: Annotated[Path, typer.Option("--config", help="the monitor's config: its deploy.monitor_cron")] = REPO_ROOT
+    / "configs"
+    / "monitor_config.yaml",
+    as_json: JsonOption = False,
+) -> None:
+    """Register train, evaluate, deploy, full and the weekly monitor on their work pools.
+
+    Against PREFECT_API_URL when set, else the state folder's own Prefect database, which
+    `make prefect-server` then shows. Each takes a config file and overrides as parameters.
+    """
+    from tasks.deployment.tasks import apply_all_deployments
+
+    _, loaded = _context(config)
+    try:
+        applied = apply_all_deployments(os.environ.get("PREFECT_API_URL"), loaded.deploy.monitor_cron)
+    except MlopsError as error:
+        raise _fail(error, 1) from None
+    if as_json:
+        _echo(json.dumps({"deployments": applied, "monitor_cron": loaded.deploy.monitor_cron}, indent=2))
+        return
+    for name, pool in applied.items():
+        _echo(f"{name:<24} on work pool {pool}")
+    _echo(f"monitor/monitor-weekly runs on {loaded.deploy.monitor_cron!r} (UTC)")
 
 
 @app.command()

@@ -131,6 +131,13 @@ def test_load_window_empty_raises_naming_the_model_and_version(
         load_window(log_url, MODEL, version, config)
 
 
+def test_load_window_before_any_prediction_was_logged_says_so(tmp_path: Path) -> None:
+    """A monitor run right after the first deploy: the log has no table yet, and no SQL error leaks."""
+    url = f"sqlite:///{tmp_path / 'never-served.db'}"
+    with pytest.raises(EmptyWindowError, match="no predictions have been logged yet"):
+        load_window(url, "fashion-cnn", "1", MonitorConfig())
+
+
 def test_expand_features_turns_json_lists_into_feature_columns(log_url: str) -> None:
     window = load_window(log_url, MODEL, "2", MonitorConfig(window_size=None))
     expanded = expand_features(window)
