@@ -76,7 +76,7 @@ lock: ## rewrite requirements.lock from the current .venv
 	{ head -2 requirements.lock; $(BIN)/pip freeze --all | grep -vE '^(pip|setuptools|wheel)=='; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
-secrets: ## write .env with a random value for every secret of the docker-compose stack, and the model signing key (kept if they exist)
+secrets: install ## write .env with a random value for every secret of the stack, the model signing key and a TLS certificate (kept if they exist)
 	$(BIN)/python -m deployments.stack.write_secrets
 
 compose-config: install ## validate docker-compose.yml with Docker Compose v2 (needs .env: make secrets)
@@ -111,5 +111,6 @@ lock-images: install ## write requirements/serve.txt and app.txt for the images:
 	SSL_CERT_FILE=$${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt} $(BIN)/uv pip compile pyproject.toml --extra train \
 		-c requirements.lock $(UV_LOCK_ARGS) -o requirements/app.txt
 
-clean-state: ## delete the embedded state (.mlops) except the DVC remote that dataset repositories push to
-	find .mlops -mindepth 1 -maxdepth 1 ! -name dvc-remote -exec rm -rf {} +
+clean-state: ## delete the embedded state ($$MLOPS_HOME, default .mlops) except the DVC remote that dataset repositories push to
+	@if [ -d "$(STATE)" ]; then find "$(STATE)" -mindepth 1 -maxdepth 1 ! -name dvc-remote -exec rm -rf {} +; \
+	else echo "no state folder at $(STATE)"; fi
