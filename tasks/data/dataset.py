@@ -17,6 +17,7 @@ import pandas as pd
 from configs.schema import DatasetConfig
 from tasks.core.errors import DatasetRevisionError
 from tasks.core.image_properties import file_properties
+from tasks.core.progress import Advance
 from tasks.data import repository
 
 logger = logging.getLogger(__name__)
@@ -108,8 +109,12 @@ def manifest_hash(manifest: pd.DataFrame) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def properties_table(data_dir: Path, manifest: pd.DataFrame) -> pd.DataFrame:
+def properties_table(data_dir: Path, manifest: pd.DataFrame, advance: Advance | None = None) -> pd.DataFrame:
     """One row per manifest entry: path, split, label, sha256 and the image properties."""
-    rows = [file_properties(data_dir / relative) for relative in manifest["path"]]
+    rows = []
+    for number, relative in enumerate(manifest["path"], 1):
+        rows.append(file_properties(data_dir / relative))
+        if advance is not None and (number % 500 == 0 or number == len(manifest)):
+            advance(500 if number % 500 == 0 else number % 500)
     table = pd.DataFrame(rows, index=manifest.index)
     return pd.concat([manifest[["path", "split", "label"]], table], axis=1)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
+from uuid import UUID
 
 import pandas as pd
 from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from configs.schema import DatasetConfig
+from tasks.core.progress import progress
 from tasks.core.tracking import TrackingRun
 from tasks.data import validation
 from tasks.data.dataset import DatasetRef, manifest_hash, properties_table, read_manifest, select_split
@@ -44,7 +49,9 @@ def build_property_table(ref: DatasetRef, config: DatasetConfig, seed: int, run:
     if not cached.exists():
         started = time.perf_counter()
         cached.parent.mkdir(parents=True, exist_ok=True)
-        properties_table(ref.data_dir, used.reset_index(drop=True)).to_parquet(cached, index=False)
+        report = progress_artifact("property-table", f"Image properties of {len(used):,} images")
+        with progress(len(used), "Measuring image properties", report=report) as advance:
+            properties_table(ref.data_dir, used.reset_index(drop=True), advance).to_parquet(cached, index=False)
         get_run_logger().info("Measured %d images in %.1f s", len(used), time.perf_counter() - started)
     run.set_tags({"dataset.rows_hash": rows_hash})
     run.log_params({f"dataset.rows.{s}": str((used["split"] == s).sum()) for s in splits})
@@ -70,3 +77,16 @@ def validate_dataset(table_path: Path, config: DatasetConfig, seed: int, run: Tr
     if config.validation.stop_on_failure:
         validation.raise_on_failures(outcome)
     logger.info("Data validation: %d checks, %d failed conditions", outcome.checks_run, len(outcome.failures))
+
+
+def progress_artifact(key: str, description: str) -> Callable[[float], None]:
+    """A progress artifact on the current Prefect run (the UI shows its bar); returns the updater.
+
+    Later stages use it too: this is the first stage, and only a stage's tasks.py imports Prefect.
+    """
+    artifact_id = cast("UUID", create_progress_artifact(progress=0.0, key=key, description=description))
+
+    def report(fraction: float) -> None:
+        update_progress_artifact(artifact_id, progress=round(100 * fraction, 1))
+
+    return report

@@ -17,6 +17,7 @@ import tensorflow as tf
 from sklearn.metrics import log_loss, precision_recall_fscore_support, roc_auc_score
 
 from tasks.core.preprocessing import InputSpec
+from tasks.core.progress import Advance
 from tasks.data.pipeline import labelled_batches
 
 # What a reviewer reads first: tagged on each registry version, tabled in the full flow's summary.
@@ -38,7 +39,12 @@ class Predictions:
 
 
 def predict_split(
-    model: keras.Model, data_dir: Path, rows: pd.DataFrame, class_names: list[str], spec: InputSpec
+    model: keras.Model,
+    data_dir: Path,
+    rows: pd.DataFrame,
+    class_names: list[str],
+    spec: InputSpec,
+    advance: Advance | None = None,
 ) -> Predictions:
     """Every image once, in order; labels and paths travel with their images through the batches."""
     dataset = labelled_batches(data_dir, rows, class_names, spec)
@@ -47,6 +53,8 @@ def predict_split(
         probability_parts.append(model(tf.cast(images, tf.float32), training=False).numpy())
         label_parts.append(batch_labels.numpy())
         path_parts += [p.decode() for p in batch_paths.numpy()]
+        if advance is not None:
+            advance(len(batch_paths))
     return Predictions(np.concatenate(label_parts), np.concatenate(probability_parts), path_parts, class_names)
 
 

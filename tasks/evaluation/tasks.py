@@ -14,8 +14,10 @@ from configs.schema import FlowConfig
 from tasks.core import tracking
 from tasks.core.bundle import fetch_bundle
 from tasks.core.errors import MlopsError
+from tasks.core.progress import progress
 from tasks.core.tracking import TrackingRun
 from tasks.data.dataset import DatasetRef, read_manifest, select_split
+from tasks.data.tasks import progress_artifact
 from tasks.evaluation.metrics import (
     HEADLINE_METRICS,
     Predictions,
@@ -61,7 +63,10 @@ def evaluate_model(
     manifest = read_manifest(ref.data_dir)
     rows = select_split(manifest, split, config.dataset.limit_per_split, config.train.seed)
     started = time.perf_counter()
-    predictions = predict_split(bundle.load_classifier(), ref.data_dir, rows, bundle.class_names, bundle.input_spec)
+    report = progress_artifact("evaluation", f"Version {version} on {len(rows):,} {split} images")
+    with progress(len(rows), f"Evaluating version {version}", report=report) as advance:
+        classifier = bundle.load_classifier()
+        predictions = predict_split(classifier, ref.data_dir, rows, bundle.class_names, bundle.input_spec, advance)
     metrics = classification_metrics(predictions)
     get_run_logger().info(
         "Version %s on %s (%d images, %.1f s): accuracy %.4f, macro AUC %.4f, ECE %.4f",
