@@ -129,3 +129,37 @@ def test_bad_input_exits_2_naming_what_to_fix(tmp_path: Path) -> None:
     forced = mlops(tmp_path, "run", "--config", monitor, "--force")
     assert forced.returncode == 2 and "the monitor flow has no training cache to bypass (only full)" in forced.stderr
     assert "Traceback" not in forced.stderr
+
+
+def test_ui_serves_the_three_consoles_over_the_state_folder_and_stops_them_on_ctrl_c(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import httpx
+
+    from deployments.stack.servers import free_port
+
+    ports = {"prefect": free_port(), "mlflow": free_port(), "evidently": free_port()}
+    command = [str(MLOPS), "ui", *(f"--{name}-port={port}" for name, port in ports.items())]
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLOPS_", "PREFECT_"))}
+    env |= {"MLOPS_HOME": str(tmp_path / "state"), "HOME": str(tmp_path)}
+    ui = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        paths = {"prefect": "/api/health", "mlflow": "/health", "evidently": "/"}
+        waiting, deadline = dict(paths), time.monotonic() + 180
+        while waiting and time.monotonic() < deadline:
+            for name, path in list(waiting.items()):
+                try:
+                    if httpx.get(f"http://127.0.0.1:{ports[name]}{path}", timeout=2).status_code == 200:
+                        del waiting[name]
+                except httpx.HTTPError:
+                    pass
+            time.sleep(1)
+        assert not waiting, f"not answering: {sorted(waiting)}"
+    finally:
+        ui.send_signal(signal.SIGINT)  # Ctrl-C
+        out, _ = ui.communicate(timeout=60)
+    assert f"Prefect   http://127.0.0.1:{ports['prefect']}" in out
+    for port in ports.values():
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
