@@ -49,10 +49,10 @@ def test_full_flow_promotes_reuses_cache_and_gate_refuses_weak_model(flow_state:
         deployment = prefect.read_deployment_by_name("monitor/monitor-weekly")
         retraining = prefect.read_deployment_by_name("full/full-flow")  # what the monitor runs on drift
     assert (retraining.work_pool_name, retraining.schedules) == ("training", [])
-    assert retraining.parameters == {"config_file": "configs/full_flow_config.yaml"}
+    assert retraining.parameters == {"config_file": "configs/full_flow_config.yaml", "overrides": []}
     assert deployment.work_pool_name == "monitor"
     assert [s.schedule.cron for s in deployment.schedules] == ["15 4 * * 2"]
-    assert deployment.parameters == {"config_file": "configs/monitor_config.yaml"}
+    assert deployment.parameters == {"config_file": "configs/monitor_config.yaml", "overrides": []}
     plots = {a.path for a in registry().list_artifacts(first.evaluation.run_id, "evaluation/v1")}
     assert {
         f"evaluation/v1/{n}.png" for n in ("confusion_matrix", "reliability_diagram", "worst_misclassified")
