@@ -16,12 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks.data.demo import SplitSizes, build_dataset_repository  # noqa: E402
+from tasks.data.demo import SMALL_SIZES, SplitSizes, build_dataset_repository  # noqa: E402
 from tasks.core.errors import MlopsError  # noqa: E402
 from tasks.core.settings import get_settings  # noqa: E402
 
 
-SIZES = {"full": SplitSizes(), "small": SplitSizes(train_v1=100, train_v2=200, validation=60, test=100)}
+SIZES = {"full": SplitSizes(), "small": SMALL_SIZES}
 
 
 def main(argv: list[str] | None = None) -> int:

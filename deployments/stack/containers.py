@@ -42,6 +42,7 @@ from deployments.stack.write_secrets import complete_env_file, signing_key_path,
 from services.dl_service.metrics import served_versions_by_pid
 from tasks.core.settings import REPO_ROOT as ROOT
 from tasks.core.settings import get_settings
+from tasks.data.demo import SMALL_TRAINING
 
 DOCKERFILE = ROOT / "deployments" / "docker" / "Dockerfile"
 STANDINS = ROOT / "tests" / "stack" / "standins"
@@ -519,16 +520,7 @@ def latest_verdict() -> dict[str, Any]:
 
 
 # Sized for the small demo dataset: seconds of training, a gate a model that learned clears.
-DEMO_TRAINING = [
-    "train.epochs=3",
-    "train.batch_size=32",
-    "train.drift.reference_rows=40",
-    "train.drift.uae_dim=8",
-    "dataset.validation.max_property_drift=0.5",
-    "dataset.validation.max_label_drift=0.5",
-    "evaluate.thresholds={accuracy: [0.45, lower]}",
-    "deploy.margin=1.0",
-]
+DEMO_TRAINING = [*SMALL_TRAINING, "evaluate.thresholds={accuracy: [0.45, lower]}", "deploy.margin=1.0"]
 DEMO_MONITOR = ["monitor.window_size=200", "monitor.min_labelled=20", "monitor.thresholds={}"]
 
 

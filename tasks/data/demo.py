@@ -54,6 +54,20 @@ class SplitSizes:
     test: int = 10_000
 
 
+# The small demo repository (a few hundred images): the stack's demo, the notebook and the tests.
+SMALL_SIZES = SplitSizes(train_v1=100, train_v2=200, validation=60, test=100)
+# Overrides that make a real flow run take seconds on it; three epochs are enough for the model to
+# learn (0.56-0.66 test accuracy, against 0.10-0.20 untrained).
+SMALL_TRAINING = [
+    "train.epochs=3",
+    "train.batch_size=32",
+    "train.drift.reference_rows=40",
+    "train.drift.uae_dim=8",
+    "dataset.validation.max_property_drift=0.5",
+    "dataset.validation.max_label_drift=0.5",
+]
+
+
 @dataclass(frozen=True)
 class Example:
     split: str

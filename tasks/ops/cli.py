@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -185,7 +186,7 @@ def rollback_target(settings: Settings, name: str, to: str | None) -> str:
 
 
 def _echo(text: str, err: bool = False) -> None:
-    """print, not click.echo: click caches wrappers around the streams it writes to."""
+    """To stdout, or stderr with ``err``."""
     print(text, file=sys.stderr if err else sys.stdout, flush=True)
 
 
@@ -220,21 +221,23 @@ def _confirm(question: str, yes: bool) -> None:
 @app.command()
 def status(config: ConfigOption = DEFAULT_CONFIG, as_json: JsonOption = False) -> None:
     """The model in production: version, when and why deployed, metrics, data revision, code commit."""
-    settings, loaded = _context(config)
-    name = loaded.model.name
-    try:
-        _echo(json.dumps(status_of(settings, name), indent=2) if as_json else show_status(settings, name))
-    except MlopsError as error:
-        raise _fail(error, 1) from None
+    _read_command(config, as_json, status_of, show_status)
 
 
 @app.command()
 def models(config: ConfigOption = DEFAULT_CONFIG, as_json: JsonOption = False) -> None:
     """Every registered version with its aliases, test accuracy and whether it is published."""
+    _read_command(config, as_json, models_of, show_models)
+
+
+def _read_command(
+    config: Path, as_json: bool, data: Callable[[Settings, str], Any], text: Callable[[Settings, str], str]
+) -> None:
+    """A read command: the data as JSON, or the text for people; a failure exits 1 with its message."""
     settings, loaded = _context(config)
     name = loaded.model.name
     try:
-        _echo(json.dumps(models_of(settings, name), indent=2) if as_json else show_models(settings, name))
+        _echo(json.dumps(data(settings, name), indent=2) if as_json else text(settings, name))
     except MlopsError as error:
         raise _fail(error, 1) from None
 
