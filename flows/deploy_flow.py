@@ -11,6 +11,7 @@ from tasks.core.tracking import CHAMPION_ALIAS, tracking_run
 from tasks.deployment.tasks import (
     apply_deployments,
     judge_challenger,
+    log_comparison,
     record_current_model,
     release,
     tell_services_to_reload,
@@ -28,6 +29,7 @@ class DeployResult(BaseModel):
     run_id: str
     challenger_metrics: dict[str, float]
     champion_metrics: dict[str, float] | None
+    comparison_figure: str | None = None  # artifact path in the deploy run (run_id)
 
 
 @flow(name="deploy")
@@ -48,6 +50,7 @@ def deploy_flow(
         challenger = require_challenger(name, version, run)
         champion = resolve_model_version(name, None, CHAMPION_ALIAS, run)
         decision = judge_challenger(config, challenger, champion, challenger_metrics, run)
+        comparison = log_comparison(decision, run)
         if decision.promote:
             record_current_model(release(decision, name, run))
             tell_services_to_reload(config.deploy.reload_urls)
@@ -66,4 +69,5 @@ def deploy_flow(
         run_id=run.run_id,
         challenger_metrics=decision.challenger_metrics,
         champion_metrics=decision.champion_metrics,
+        comparison_figure=comparison,
     )

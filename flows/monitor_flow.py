@@ -15,6 +15,7 @@ from tasks.monitoring.tasks import (
     load_monitoring_data,
     publish_monitoring_report,
     raise_alerts,
+    record_monitoring_history,
     request_retraining,
 )
 
@@ -41,6 +42,7 @@ def monitor_flow(
         data = load_monitoring_data(config.model.name, monitor, Path(folder))
         verdict = detect_drift(data, monitor)
         outputs = publish_monitoring_report(data, verdict)
+        record_monitoring_history(data, verdict, outputs)
     raise_alerts(data, verdict, outputs, monitor)
     retraining = request_retraining(verdict, monitor)
     return MonitorResult(

@@ -7,6 +7,7 @@ set -euo pipefail
 : "${MLFLOW_DB_PASSWORD:?set MLFLOW_DB_PASSWORD (see .env.example)}"
 : "${PREFECT_DB_PASSWORD:?set PREFECT_DB_PASSWORD (see .env.example)}"
 : "${PREDICTIONS_DB_PASSWORD:?set PREDICTIONS_DB_PASSWORD (see .env.example)}"
+: "${DASHBOARDS_DB_PASSWORD:?set DASHBOARDS_DB_PASSWORD (see .env.example)}"
 
 create_database() {
     local role="$1" password="$2" database="$3"
@@ -25,3 +26,16 @@ SQL
 create_database mlflow "$MLFLOW_DB_PASSWORD" mlflow
 create_database prefect "$PREFECT_DB_PASSWORD" prefect
 create_database predictions "$PREDICTIONS_DB_PASSWORD" predictions
+
+# Grafana's login: SELECT on the prediction log and the monitor's history, nothing else. The
+# tables are created later by their owner (the service, the monitor), hence default privileges.
+psql -v ON_ERROR_STOP=1 --no-psqlrc --username "${POSTGRES_USER:-postgres}" --dbname predictions \
+    --set=password="$DASHBOARDS_DB_PASSWORD" <<'SQL'
+SELECT 'CREATE ROLE dashboards LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'dashboards') \gexec
+SELECT format('ALTER ROLE dashboards PASSWORD %L', :'password') \gexec
+GRANT CONNECT ON DATABASE predictions TO dashboards;
+GRANT USAGE ON SCHEMA public TO dashboards;
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO dashboards;
+ALTER DEFAULT PRIVILEGES FOR ROLE predictions IN SCHEMA public GRANT SELECT ON TABLES TO dashboards;
+SQL
+echo "role dashboards reads database predictions"

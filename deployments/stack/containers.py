@@ -308,10 +308,25 @@ def wait_healthy(seconds: float = 1200) -> dict[str, str]:
         time.sleep(3)
 
 
+def failing_logs() -> str:
+    """The last lines of every container that is unhealthy or exited with an error: why `up` failed."""
+    parts = []
+    for service, entries in sorted(container_states().items()):
+        for entry in entries:
+            exited_badly = entry["State"] in ("exited", "dead") and entry.get("ExitCode") != 0
+            if exited_badly or entry.get("Health") == "unhealthy":
+                parts.append(f"--- {entry['Name']} ({entry['State']} {entry.get('Health') or ''})")
+                parts.append(compose("logs", "--tail", "60", "--no-log-prefix", service))
+    return "\n".join(parts)
+
+
 def up() -> dict[str, Any]:
     ensure_secrets()
     started = time.monotonic()
-    compose("up", "--detach", "--no-build", "--quiet-pull", timeout=900)
+    try:
+        compose("up", "--detach", "--no-build", "--quiet-pull", timeout=900)
+    except StackError as error:
+        raise StackError(f"{error}\n{failing_logs()}") from None
     states = wait_healthy()
     return {"containers": states, "seconds": round(time.monotonic() - started)}
 

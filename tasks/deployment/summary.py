@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tasks.deployment.comparison import comparison_markdown
 from tasks.evaluation.metrics import HEADLINE_METRICS
 
 
@@ -21,12 +22,13 @@ def summary_markdown(trained: Any, evaluation: Any | None, deployed: Any | None,
         f"- **quality gate**: passed on `{evaluation.split}` ({evaluation.rows} images)",
         f"- **promoted**: {'yes' if deployed.promoted else 'no'}: {deployed.reason}",
         f"- **champion**: before `{deployed.champion_before}`, after `{deployed.champion_after}`",
-        "",
-        "| metric | challenger | champion |",
-        "|---|---|---|",
     ]
-    for name in HEADLINE_METRICS:
-        champion = (deployed.champion_metrics or {}).get(name)
-        shown = f"{champion:.4f}" if champion is not None else "-"
-        lines.append(f"| {name} | {evaluation.metrics[name]:.4f} | {shown} |")
+    if deployed.champion_metrics and deployed.champion_before != trained.version:
+        lines += ["", f"Challenger v{trained.version} against champion v{deployed.champion_before}, same split:", ""]
+        lines += comparison_markdown(evaluation.metrics, deployed.champion_metrics)
+        if deployed.comparison_figure:
+            lines += ["", f"Figure: `{deployed.comparison_figure}` in the MLflow deploy run `{deployed.run_id}`."]
+        return "\n".join(lines)
+    lines += ["", "| metric | challenger |", "|---|---|"]
+    lines += [f"| {name} | {evaluation.metrics[name]:.4f} |" for name in HEADLINE_METRICS if name in evaluation.metrics]
     return "\n".join(lines)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import tempfile
+from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -14,6 +16,7 @@ from tasks.core.pointer import ProductionPointer
 from tasks.core.settings import get_settings
 from tasks.core.tracking import TrackingRun
 from tasks.data.tasks import resolve_dataset
+from tasks.deployment.comparison import plot_champion_vs_challenger
 from tasks.deployment.notify import notify_services
 from tasks.deployment.prefect_deployments import apply_all
 from tasks.deployment.promotion import PromotionDecision, already_champion, decide_promotion
@@ -44,6 +47,22 @@ def judge_challenger(
     return decide_promotion(
         challenger, champion, challenger_metrics, champion_metrics, config.evaluate.thresholds, config.deploy
     )
+
+
+COMPARISON_FIGURE = "comparison/champion_vs_challenger.png"
+
+
+@task(name="log_comparison", cache_policy=NO_CACHE)
+def log_comparison(decision: PromotionDecision, run: TrackingRun) -> str | None:
+    """The champion-versus-challenger figure in the deploy run, when there was a champion to compare with."""
+    if decision.champion is None or decision.champion_metrics is None or decision.champion == decision.challenger:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(COMPARISON_FIGURE).name
+        versions = (decision.challenger, decision.champion)
+        plot_champion_vs_challenger(decision.challenger_metrics, decision.champion_metrics, versions, path)
+        run.log_artifact(path, str(Path(COMPARISON_FIGURE).parent))
+    return COMPARISON_FIGURE
 
 
 @task(name="release_version", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)

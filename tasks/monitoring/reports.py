@@ -61,8 +61,58 @@ def add_to_workspace(snapshot, workspace_dir: Path, project_name: str) -> str:  
     workspace = Workspace.create(str(workspace_dir))
     found = workspace.search_project(project_name)
     project = found[0] if found else workspace.create_project(project_name, description="Drift and live quality")
+    add_dashboard_panels(workspace, project)
     workspace.add_run(project.id, snapshot)
     return str(project.id)
+
+
+# Property columns worth a line each: width, height and channels rarely vary for one scanner.
+CHARTED_PROPERTIES = ("brightness", "contrast", "sharpness")
+
+
+def dashboard_panels():  # type: ignore[no-untyped-def]
+    """The project's dashboard: what Evidently measured in each run, over time."""
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import counter_panel, line_plot_panel
+
+    drifted = "DriftedColumnsCount"
+    return [
+        counter_panel(
+            "Drifted columns in the latest run",
+            [PanelMetric(metric=drifted, legend="columns")],
+            description="Evidently's per-column tests; the verdict (tags drift / no-drift) comes from the "
+            "monitor's calibrated family tests",
+            size="half",
+        ),
+        line_plot_panel(
+            "Share of drifted columns",
+            [PanelMetric(metric=drifted, metric_labels={"value_type": "share"}, legend="share")],
+            size="half",
+        ),
+        line_plot_panel(
+            "Image properties: K-S p-value of each run",
+            [PanelMetric(metric="ValueDrift", metric_labels={"column": c}, legend=c) for c in CHARTED_PROPERTIES],
+            size="half",
+        ),
+        line_plot_panel(
+            "Predicted class mix: chi-square p-value of each run",
+            [PanelMetric(metric="ValueDrift", metric_labels={"column": "prediction"}, legend="class mix")],
+            size="half",
+        ),
+    ]
+
+
+def add_dashboard_panels(workspace, project) -> None:  # type: ignore[no-untyped-def]
+    """The panels once per project: a dashboard someone edited in the UI is left as it is."""
+    from evidently.sdk.models import DashboardTabModel
+
+    dashboard = project.dashboard.model()
+    if dashboard.panels:
+        return
+    # Saved as one model: ProjectDashboard.add_panel(tab=...) lists a panel twice in an existing tab.
+    dashboard.panels = dashboard_panels()
+    dashboard.tabs = [DashboardTabModel(title="Monitor", panels=[panel.id for panel in dashboard.panels])]
+    workspace.save_dashboard(project.id, dashboard)
 
 
 def send_webhook(url: str, payload: dict[str, Any], attempts: int = 3) -> bool:

@@ -18,7 +18,8 @@ from tasks.core.errors import MlopsError
 from tasks.core.pointer import read_pointer
 from tasks.core.settings import get_settings
 from tasks.monitoring import reports
-from tasks.monitoring.verdict import Verdict, decide
+from tasks.monitoring.history import record_run
+from tasks.monitoring.verdict import FAMILY_COUNT, Verdict, decide
 from tasks.monitoring.window import expand_features, load_window
 
 
@@ -60,7 +61,7 @@ def load_monitoring_data(name: str, config: MonitorConfig, workdir: Path) -> Mon
 def detect_drift(data: MonitoringData, config: MonitorConfig) -> Verdict:
     verdict = decide(pd.read_parquet(data.reference), pd.read_parquet(data.current), data.class_names, config)
     logger = get_run_logger()
-    for test in verdict.tests[:4]:
+    for test in verdict.tests[:FAMILY_COUNT]:
         logger.info("%s: p = %.4g (%s)", test.name, test.p_value, test.method)
     logger.info(
         "Family-wise p = %.4g at alpha %s: %s", verdict.p_value, verdict.alpha, "DRIFT" if verdict.drift else "no drift"
@@ -81,6 +82,21 @@ def publish_monitoring_report(data: MonitoringData, verdict: Verdict) -> dict[st
     outputs["evidently_project"] = reports.add_to_workspace(snapshot, settings.state_dir / "evidently", data.name)
     get_run_logger().info("Monitoring report: %s", outputs["report.html"])
     return outputs
+
+
+@task(name="record_monitoring_history", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+def record_monitoring_history(data: MonitoringData, verdict: Verdict, outputs: dict[str, str]) -> int:
+    """One row per run (and per test) in the prediction database, for the dashboards' time series."""
+    run_id = record_run(
+        get_settings().prediction_database_url,
+        data.name,
+        data.version,
+        verdict,
+        pd.read_parquet(data.current, columns=["label_created_at"]),
+        outputs["report.html"],
+    )
+    get_run_logger().info("Monitor history: run %d recorded", run_id)
+    return run_id
 
 
 @task(name="raise_alerts", cache_policy=NO_CACHE)

@@ -13,6 +13,8 @@ from tasks.core.prediction_log import bbsd_columns
 from tasks.evaluation.gate import gate_violations
 from tasks.monitoring.drift_tests import TestResult, bonferroni, class_mix_test, ks_test, mmd_permutation_test
 
+FAMILY_COUNT = 4  # the first tests of a verdict are its families; the rest are the properties' members
+
 
 @dataclass
 class Verdict:
@@ -91,7 +93,7 @@ def decide(
     """Drift when the family-wise p-value (Bonferroni over four families) is below alpha;
     a performance breach when labelled accuracy or recall break their thresholds, or too few labels."""
     tests = drift_tests(reference, current, class_names, seed)
-    family_p = bonferroni(tests[:4])
+    family_p = bonferroni(tests[:FAMILY_COUNT])
     performance = live_performance(current, class_names)
     labelled = int(current["label"].notna().sum())
     measurable = {name: bound for name, bound in config.thresholds.items() if name in performance}

@@ -14,6 +14,8 @@ from tasks.core.errors import MlopsError
 from tasks.core.image_properties import PROPERTY_COLUMNS
 from tasks.core.prediction_log import bbsd_columns, feedback, predictions, uae_columns
 
+WINDOW_COLUMNS = ["id", "created_at", "predicted_label", "label", "label_created_at"]
+
 
 class EmptyWindowError(MlopsError):
     """No predictions of the current model fall in the monitoring window."""
@@ -43,7 +45,10 @@ def load_window(database_url: str, model_name: str, version: str, config: Monito
         raise EmptyWindowError(f"no logged predictions of {model_name} version {version} in the window")
     window = window.sort_values("created_at").reset_index(drop=True)
     latest = labels.drop_duplicates("prediction_id", keep="last") if not labels.empty else labels
-    window["label"] = window["id"].map(dict(zip(latest.get("prediction_id", []), latest.get("label", []), strict=True)))
+    ids = latest.get("prediction_id", [])
+    window["label"] = window["id"].map(dict(zip(ids, latest.get("label", []), strict=True)))
+    stamps = dict(zip(ids, latest.get("created_at", []), strict=True))
+    window["label_created_at"] = pd.to_datetime(window["id"].map(stamps), utc=True)  # SQLite's are naive UTC
     return window
 
 
@@ -53,7 +58,7 @@ def expand_features(window: pd.DataFrame) -> pd.DataFrame:
     uae = np.array(window["uae"].tolist(), dtype=float)
     expanded = pd.concat(
         [
-            window[["id", "created_at", "predicted_label", "label", *PROPERTY_COLUMNS]].reset_index(drop=True),
+            window[[*WINDOW_COLUMNS, *PROPERTY_COLUMNS]].reset_index(drop=True),
             pd.DataFrame(bbsd, columns=bbsd_columns(bbsd.shape[1])),
             pd.DataFrame(uae, columns=uae_columns(uae.shape[1])),
         ],

@@ -56,5 +56,9 @@ def test_evaluate_and_deploy_flows_alone(flow_state: Path, tiny_repo: Path) -> N
     )
     assert not kept_out.promoted and "failed the quality gate" in kept_out.reason
     assert kept_out.champion_metrics is not None and kept_out.champion_after == "1"
+    # The reviewer's figure: champion next to challenger, in the deploy run.
+    assert kept_out.comparison_figure == "comparison/champion_vs_challenger.png"
+    logged = {a.path for a in registry().list_artifacts(kept_out.run_id, "comparison")}
+    assert logged == {"comparison/champion_vs_challenger.png"}
     pointer = read_pointer(get_settings().central_storage_url, "fashion-cnn")
     assert pointer is not None and pointer.version == "1"

@@ -6,6 +6,7 @@ and state folder; images are shared with `make stack-images` (Docker's build cac
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -18,9 +19,13 @@ import httpx
 import pytest
 
 from tasks.core.settings import REPO_ROOT
+from tests.helpers.grafana import dashboard, expand_sql, targets
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow, pytest.mark.timeout(3600)]
 PROJECT = "onprem-mlops-test"
+# One stack at a time per Docker engine: the published ports (127.0.0.1:4200, :8080, ...) are the
+# machine's, so a second run of this test (another checkout) waits here instead of colliding.
+ENGINE_LOCK = Path("/tmp/onprem-mlops-containers.lock")
 
 
 def stack(env: dict[str, str], *action: str, timeout: float = 2400) -> subprocess.CompletedProcess[str]:
@@ -44,6 +49,12 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         pytest.fail("no Docker engine answers: install docker.io and start dockerd (.ci/run does)")
     folder = tmp_path_factory.mktemp("containers")
+    with ENGINE_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield from stack_env_while_locked(folder)
+
+
+def stack_env_while_locked(folder: Path) -> Iterator[dict[str, str]]:
     env = {
         **os.environ,
         "MLOPS_HOME": str(folder / "state"),
@@ -51,6 +62,8 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         "MLOPS_STACK_ENV_FILE": str(folder / ".env"),
         "MLOPS_DEMO_DATASET_SIZE": "small",
     }
+    # A run killed before its teardown leaves containers and volumes behind: start from none.
+    assert stack(env, "down", "--volumes", timeout=600).returncode == 0
     images = stack(env, "images", timeout=3000)
     env["IMAGES_RECORD"] = json.dumps(output_json(images))
     yield env
@@ -109,3 +122,25 @@ def test_stack_comes_up_healthy_and_runs_the_demo_end_to_end(stack_env: dict[str
     assert rollout["answers_by_version"].get("2", 0) > 0, rollout
     # The monitor saw the digits half of the traffic as drift.
     assert demo["monitor_verdict"]["drift"] is True
+
+    # The dashboards' queries, as Grafana would send them to the stack's data sources: PromQL to
+    # Prometheus (which scraped the replicas during the demo), SQL to PostgreSQL as Grafana's read-only role.
+    prometheus = "http://127.0.0.1:9090/api/v1/query"
+    for title, target in targets(dashboard("dl_service.json"), "prometheus"):
+        answer = httpx.get(prometheus, params={"query": target["expr"]}, timeout=10).json()
+        assert answer["status"] == "success", (title, answer)
+    served = httpx.get(prometheus, params={"query": "dl_service_requests_total"}, timeout=10).json()
+    assert served["data"]["result"], "Prometheus scraped no request counts from the replicas"
+    for title, target in targets(dashboard("monitor.json"), "predictions"):
+        sql = expand_sql(target["rawSql"], {"model": "fashion-cnn"})
+        rows = psql_as_dashboards(sql)
+        assert rows.returncode == 0 and rows.stdout.strip(), f"panel {title!r}: {rows.stderr or 'no rows'}"
+    denied = psql_as_dashboards("DELETE FROM monitor_runs")
+    assert "permission denied" in denied.stderr  # Grafana's login can only read
+
+
+def psql_as_dashboards(sql: str) -> subprocess.CompletedProcess[str]:
+    """psql in the stack's postgres container as Grafana's role, over TCP, with the password compose gave it."""
+    script = 'PGPASSWORD="$DASHBOARDS_DB_PASSWORD" psql -h 127.0.0.1 -U dashboards -d predictions -At -c "$0"'
+    command = ["docker", "exec", f"{PROJECT}-postgres-1", "sh", "-c", script, sql]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
