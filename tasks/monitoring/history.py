@@ -72,7 +72,7 @@ def record_run(
     try:
         metadata.create_all(engine, checkfirst=True)
         with engine.begin() as connection:
-            run_id = connection.execute(
+            key = connection.execute(
                 monitor_runs.insert().values(
                     created_at=now,
                     model_name=model_name,
@@ -87,7 +87,9 @@ def record_run(
                     label_age_hours=label_age_hours(window, now),
                     report_url=report_url,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert key is not None  # an INSERT of one row always returns its primary key
+            run_id = int(key[0])
             connection.execute(
                 monitor_tests.insert(),
                 [
@@ -104,4 +106,4 @@ def record_run(
             )
     finally:
         engine.dispose()
-    return int(run_id)
+    return run_id

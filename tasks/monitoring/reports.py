@@ -70,7 +70,7 @@ def add_to_workspace(snapshot, workspace_dir: Path, project_name: str) -> str:  
 CHARTED_PROPERTIES = ("brightness", "contrast", "sharpness")
 
 
-def dashboard_panels():  # type: ignore[no-untyped-def]
+def dashboard_panels() -> list[Any]:
     """The project's dashboard: what Evidently measured in each run, over time."""
     from evidently.sdk.models import PanelMetric
     from evidently.sdk.panels import counter_panel, line_plot_panel

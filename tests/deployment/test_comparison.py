@@ -8,9 +8,10 @@ from PIL import Image
 
 from tasks.deployment.comparison import comparison_markdown, plot_champion_vs_challenger
 
-CHAMPION = {"accuracy": 0.90, "macro_f1": 0.89, "macro_auc": 0.99, "ece": 0.02, "recall/coat": 0.85, "recall/bag": 0.97}
+HEADLINE = {"macro_auc": 0.99}
+CHAMPION = {"accuracy": 0.90, "macro_f1": 0.89, **HEADLINE, "ece": 0.02, "recall/coat": 0.85, "recall/bag": 0.97}
 # Better on average and calibration, but coats are missed far more often.
-CHALLENGER = {"accuracy": 0.91, "macro_f1": 0.90, "macro_auc": 0.99, "ece": 0.01, "recall/coat": 0.70, "recall/bag": 0.99}
+CHALLENGER = {"accuracy": 0.91, "macro_f1": 0.90, **HEADLINE, "ece": 0.01, "recall/coat": 0.70, "recall/bag": 0.99}
 
 
 def test_the_table_puts_the_class_that_got_worse_first_and_reads_ece_as_lower_is_better() -> None:
