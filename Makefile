@@ -13,7 +13,7 @@ PREFECT_ENV := PREFECT_HOME=$(STATE)/prefect PREFECT_SERVER_ANALYTICS_ENABLED=fa
 UV_LOCK_ARGS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	--index-url https://pypi.org/simple --no-header --annotation-style line -q
 
-.PHONY: stack-images stack-up stack-demo stack-down lock-images install run train data monitor prefect-server worker training-worker serve test test-fast lint format bench lock clean-state help secrets compose-config stack-local stack-local-up
+.PHONY: screenshots stack-images stack-up stack-demo stack-down lock-images install run train data monitor prefect-server worker training-worker serve test test-fast lint format bench lock clean-state help secrets compose-config stack-local stack-local-up
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -54,6 +54,9 @@ serve: install ## the serving service on http://127.0.0.1:4242 (embedded default
 
 test: install ## the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+screenshots: install ## retake the README's screenshots (docs/images) from the tests that open the pages in Chromium
+	MLOPS_SCREENSHOT_DIR=$(CURDIR)/docs/images $(BIN)/python -m pytest -q tests/service/test_web_page.py tests/ops/test_consoles.py
 
 test-fast: install ## unit tests: no flows, no training, no apt-get, PostgreSQL, Chromium or Docker
 	$(BIN)/python -m pytest -m "not flow and not slow and not apt and not postgres and not chromium and not containers" $(PYTEST_ARGS)

@@ -350,7 +350,9 @@ def ui(
     processes = []
     for label, command in servers.items():
         log = (logs / f"ui-{command[0].rsplit('/', 1)[-1]}.log").open("ab")
-        processes.append(subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=log, env=dict(os.environ)))
+        # The Prefect UI calls the API at this address from the browser; by default it assumes port 4200.
+        env = dict(os.environ, PREFECT_SERVER_UI_API_URL=f"http://127.0.0.1:{prefect_port}/api")
+        processes.append(subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=log, env=env))
         _echo(label)
     _echo(f"logs in {logs}; Ctrl-C stops them")
     try:

@@ -17,6 +17,7 @@ import tensorflow as tf
 from tasks.core.errors import DatasetRevisionError
 from tasks.core.prediction_log import bbsd_columns, uae_columns
 from tasks.core.preprocessing import InputSpec
+from tasks.core.progress import Advance
 from tasks.data.pipeline import labelled_batches
 
 
@@ -38,8 +39,11 @@ def build_reference_features(
     class_names: list[str],
     spec: InputSpec,
     batch_size: int = 256,
+    advance: Advance | None = None,
 ) -> pd.DataFrame:
-    """One row per image: path, label, prediction, confidence, bbsd_*, uae_*, properties, sha256."""
+    """One row per image: path, label, prediction, confidence, bbsd_*, uae_*, properties, sha256.
+
+    ``advance`` (tasks.core.progress) is told each batch's images as they are done."""
     dataset = labelled_batches(data_dir, rows, class_names, spec, batch_size)
 
     parts = []
@@ -48,6 +52,8 @@ def build_reference_features(
         probabilities = classifier(inputs, training=False).numpy()
         encodings = encoder(inputs, training=False).numpy()
         parts.append(_batch_frame(batch_paths.numpy(), batch_labels.numpy(), probabilities, encodings, class_names))
+        if advance is not None:
+            advance(len(probabilities))
     features = pd.concat(parts, ignore_index=True)
     measured = properties.drop(columns=["split", "label"], errors="ignore")
     return features.merge(measured, on="path", how="left", validate="one_to_one")

@@ -14,11 +14,13 @@ from prefect.cache_policies import NO_CACHE
 from configs.schema import FlowConfig
 from tasks.core import tracking
 from tasks.core.bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, UAE_FILE
+from tasks.core.progress import progress
 from tasks.core.signing import load_private_key
 from tasks.core.storage import publish_version
 from tasks.core.tracking import TrackingRun
 from tasks.data.dataset import DatasetRef
 from tasks.data.pipeline import evaluation_batches, image_dataset
+from tasks.data.tasks import progress_artifact
 from tasks.training import drift_reference
 from tasks.training.fit import MlflowEpochLogger, plot_curves, train_classifier
 from tasks.training.metadata import TrainedModel, input_spec, model_metadata, write_metadata
@@ -60,9 +62,11 @@ def build_drift_detectors(config: FlowConfig, ref: DatasetRef, table_path: Path,
     encoder = build_uae(config.model.input_size, drift.uae_dim, config.train.seed)
     encoder.save(trained.bundle_dir / UAE_FILE)
     classifier = keras.models.load_model(trained.bundle_dir / MODEL_FILE)
-    features = drift_reference.build_reference_features(
-        classifier, encoder, ref.data_dir, rows, table, trained.class_names, input_spec(config)
-    )
+    report = progress_artifact("drift-reference", f"Reference features of {len(rows):,} {drift.reference_split} images")
+    with progress(len(rows), "Drift reference features", report=report) as advance:
+        features = drift_reference.build_reference_features(
+            classifier, encoder, ref.data_dir, rows, table, trained.class_names, input_spec(config), advance=advance
+        )
     features.to_parquet(trained.bundle_dir / REFERENCE_FILE, index=False)
     get_run_logger().info(
         "Reference features: %d rows x %d columns from split %r",

@@ -90,6 +90,9 @@ def test_service_dashboard_asks_for_metrics_and_labels_the_service_exports(
         for sample in family.samples:
             labels.setdefault(sample.name, set()).update(sample.labels)
     board = dashboard("dl_service.json")
+    titles = " ".join(panel["title"] for panel in board["panels"]).lower()
+    for needed in ("requests", "latency", "error", "model version", "class mix"):
+        assert needed in titles
     expressions = [(title, target["expr"]) for title, target in targets(board, "prometheus")]
     assert len(expressions) >= len(board["panels"])
     for title, expr in expressions:

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.chromium
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium, screenshot
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Without these Chromium reaches for the network at start-up; this machine has none.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = pytest.mark.chromium
 
 
 def test_upload_see_heat_map_and_send_feedback(
     server: str, sample_images: list[Path], service_env: dict[str, str], tmp_path: Path
 ) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is needed for the web page test: apt-get install chromium (.ci/run does)")
+    require_chromium("the web page test")
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
@@ -50,9 +37,9 @@ def test_upload_see_heat_map_and_send_feedback(
         assert page.locator("#topk tr").count() == 3
         heat_src = page.locator("#heat").get_attribute("src") or ""
         assert heat_src.startswith("data:image/png;base64,") and len(heat_src) > 200
+        screenshot(page, tmp_path, "web-page.png")  # the README's picture of the page
         page.locator("#opacity").fill("20")
         assert page.locator("#heat").evaluate("img => img.style.opacity") == "0.2"
-        page.screenshot(path=str(tmp_path / "prediction.png"))
 
         shown = page.locator("#label").inner_text()
         other = next(option for option in page.locator("#truth option").all_inner_texts() if option != shown)
