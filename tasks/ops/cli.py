@@ -319,7 +319,10 @@ def serve(
     """The serving service (embedded defaults: the state folder's storage and SQLite log)."""
     prepare_embedded_environment(get_settings())
     command = [sys.executable, "-m", "uvicorn", "--factory", "services.dl_service.app:create_app"]
-    raise typer.Exit(subprocess.call([*command, "--host", host, "--port", str(port)], cwd=REPO_ROOT))
+    # uvicorn replaces this process: Ctrl-C and SIGTERM reach it directly, so it drains the
+    # prediction log and exits 0 (a parent that waited would kill it on its own interrupt).
+    os.chdir(REPO_ROOT)
+    os.execv(sys.executable, [*command, "--host", host, "--port", str(port)])
 
 
 @app.command()

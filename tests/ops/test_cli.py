@@ -163,3 +163,43 @@ def test_ui_serves_the_three_consoles_over_the_state_folder_and_stops_them_on_ct
     for port in ports.values():
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+
+
+def test_serve_answers_predictions_on_the_port_asked_and_stops_on_ctrl_c(
+    service_env: dict[str, str], sample_images: list[Path], tmp_path: Path
+) -> None:
+    import signal
+    import time
+
+    import httpx
+
+    from deployments.stack.servers import free_port
+
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLOPS_", "PREFECT_"))}
+    env |= service_env | {"HOME": str(tmp_path)}
+    served = subprocess.Popen(
+        [str(MLOPS), "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        image = sample_images[0].read_bytes()
+        answer = httpx.post(f"{url}/predict", files={"file": ("a.png", image, "image/png")}, timeout=30)
+        assert answer.status_code == 200 and answer.json()["model_version"] == "1"
+    finally:
+        served.send_signal(signal.SIGINT)  # Ctrl-C
+        output, _ = served.communicate(timeout=60)
+    assert served.returncode == 0, output.decode()[-2000:]
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{url}/health", timeout=2)
