@@ -121,6 +121,21 @@ class DriftDetectorConfig(StrictModel):
     reference_rows: PositiveInt = 5000
 
 
+class TrustConfig(StrictModel):
+    """Fitted on a calibration share of ``split`` that early stopping never sees, published with the version:
+    temperature scaling, conformal prediction sets, the out-of-distribution threshold, when to abstain."""
+
+    enabled: bool = True
+    split: str = "validation"
+    share: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    alpha: Annotated[float, Field(gt=0.0, lt=1.0, description="miscoverage of the prediction sets")] = 0.05
+    class_conditional: bool = Field(False, description="one set threshold per class: coverage for every class")
+    ood_score: Literal["mahalanobis", "energy", "max_softmax"] = "mahalanobis"
+    ood_false_positive_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
+    feature_rows: PositiveInt = Field(10_000, description="training images the class means and covariance come from")
+    max_set_size: PositiveInt | None = Field(3, description="abstain when the prediction set is larger")
+
+
 class TrainConfig(StrictModel):
     epochs: PositiveInt = 15
     batch_size: PositiveInt = 128
@@ -130,6 +145,7 @@ class TrainConfig(StrictModel):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     augmentation: list[AugmenterConfig] = Field(default_factory=list)
     drift: DriftDetectorConfig = Field(default_factory=DriftDetectorConfig)
+    trust: TrustConfig = Field(default_factory=TrustConfig)
     experiment: str = Field("image-classification", min_length=1)
 
 

@@ -9,7 +9,7 @@ from configs.schema import FlowConfig, resolve_config
 from tasks.core.settings import REPO_ROOT
 from tasks.core.tracking import tracking_run
 from tasks.data.tasks import build_property_table, resolve_dataset, validate_dataset
-from tasks.training.tasks import build_drift_detectors, publish_model, register_model, train_model
+from tasks.training.tasks import build_drift_detectors, calibrate_model, publish_model, register_model, train_model
 
 
 class TrainResult(BaseModel):
@@ -36,6 +36,7 @@ def train_flow(
         table = build_property_table(ref, config.dataset, seed, run)
         validate_dataset(table, config.dataset, seed, run)
         trained = train_model(config, ref, table, run)
+        calibrate_model(config, ref, table, trained, run)
         build_drift_detectors(config, ref, table, trained)
         version = register_model(config, ref, table, trained, run)
         storage_uri = publish_model(trained, name, version, run)

@@ -30,13 +30,16 @@ from tasks.core.storage import (
     signature_url,
     verify_files,
 )
+from tasks.core.trust import TRUST_FILE, TrustModel
 
 __all__ = [  # the bundle's file names are storage's; they are read from here by whoever loads a bundle
     "CLASSIFIER_OUTPUT",
+    "EMBEDDING_LAYER",
     "LAST_CONV_LAYER",
     "METADATA_FILE",
     "MODEL_FILE",
     "REFERENCE_FILE",
+    "TRUST_FILE",
     "UAE_FILE",
     "ModelBundle",
     "fetch_bundle",
@@ -46,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 CLASSIFIER_OUTPUT = "probabilities"  # the classifier's softmax layer
 LAST_CONV_LAYER = "last_conv"  # the layer Grad-CAM explains
+EMBEDDING_LAYER = "embedding"  # the penultimate features: calibration and the out-of-distribution score
 
 
 @dataclass
@@ -69,6 +73,11 @@ class ModelBundle:
 
     def load_encoder(self) -> keras.Model:
         return keras.models.load_model(self.folder / UAE_FILE)
+
+    def load_trust(self) -> TrustModel | None:
+        """Calibration, prediction sets and the out-of-distribution threshold; None for a version without them."""
+        path = self.folder / TRUST_FILE
+        return TrustModel.load(path) if path.exists() else None
 
 
 def fetch_bundle(

@@ -18,6 +18,7 @@ from sklearn.metrics import log_loss, precision_recall_fscore_support, roc_auc_s
 
 from tasks.core.preprocessing import InputSpec
 from tasks.core.progress import Advance
+from tasks.core.trust import expected_calibration_error
 from tasks.data.pipeline import labelled_batches
 
 # What a reviewer reads first: tagged on each registry version, tabled in the full flow's summary.
@@ -56,26 +57,6 @@ def predict_split(
         if advance is not None:
             advance(len(batch_paths))
     return Predictions(np.concatenate(label_parts), np.concatenate(probability_parts), path_parts, class_names)
-
-
-def calibration_bins(
-    labels: np.ndarray, probabilities: np.ndarray, bins: int = 15
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per non-empty equal-width confidence bin: mean confidence, accuracy and count."""
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
-    which = np.clip(np.digitize(confidence, np.linspace(0.0, 1.0, bins + 1)[1:-1]), 0, bins - 1)
-    filled = [b for b in range(bins) if (which == b).any()]
-    mean_confidence = np.array([confidence[which == b].mean() for b in filled])
-    accuracy = np.array([correct[which == b].mean() for b in filled])
-    counts = np.array([int((which == b).sum()) for b in filled])
-    return mean_confidence, accuracy, counts
-
-
-def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> float:
-    """Mean gap between confidence and accuracy over equal-width confidence bins, weighted by count."""
-    confidence, accuracy, counts = calibration_bins(labels, probabilities, bins)
-    return float(np.sum(counts / counts.sum() * np.abs(accuracy - confidence)))
 
 
 def classification_metrics(predictions: Predictions) -> dict[str, float]:

@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image
 from sklearn.metrics import confusion_matrix
 
-from tasks.evaluation.metrics import Predictions, calibration_bins
+from tasks.core.trust import calibration_bins
+from tasks.evaluation.metrics import Predictions
 
 
 def plot_confusion_matrix(predictions: Predictions, path: Path) -> Path:

@@ -18,7 +18,9 @@ from tasks.core.errors import DatasetRevisionError
 from tasks.core.prediction_log import bbsd_columns, uae_columns
 from tasks.core.preprocessing import InputSpec
 from tasks.core.progress import Advance
+from tasks.core.trust import TrustModel
 from tasks.data.pipeline import labelled_batches
+from tasks.training.calibration import feature_model
 
 
 def sample_reference_rows(rows: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
@@ -38,6 +40,7 @@ def build_reference_features(
     properties: pd.DataFrame,
     class_names: list[str],
     spec: InputSpec,
+    trust: TrustModel | None = None,
     batch_size: int = 256,
     advance: Advance | None = None,
 ) -> pd.DataFrame:
@@ -45,11 +48,15 @@ def build_reference_features(
 
     ``advance`` (tasks.core.progress) is told each batch's images as they are done."""
     dataset = labelled_batches(data_dir, rows, class_names, spec, batch_size)
+    extractor = feature_model(classifier) if trust is not None else None
 
     parts = []
     for images, batch_labels, batch_paths in dataset:
         inputs = tf.cast(images, tf.float32)
-        probabilities = classifier(inputs, training=False).numpy()
+        if trust is None or extractor is None:
+            probabilities = classifier(inputs, training=False).numpy()
+        else:  # calibrated, as the service returns and logs them
+            probabilities = trust.calibrated(trust.logits(extractor(inputs, training=False).numpy().astype(float)))
         encodings = encoder(inputs, training=False).numpy()
         parts.append(_batch_frame(batch_paths.numpy(), batch_labels.numpy(), probabilities, encodings, class_names))
         if advance is not None:

@@ -22,6 +22,7 @@ from tasks.data.dataset import class_names
 from tasks.data.pipeline import evaluation_batches, image_dataset
 from tasks.training.augmentation import build_augmenter
 from tasks.training.batches import training_batches
+from tasks.training.calibration import calibration_rows
 from tasks.training.metadata import input_spec
 from tasks.training.models import build_classifier
 
@@ -54,7 +55,8 @@ def train_classifier(
         train_cfg.shuffle_buffer,
         build_augmenter(train_cfg.augmentation, train_cfg.seed),
     )
-    validation_rows = table[table["split"] == data.validation_split]
+    held_out = calibration_rows(table, config)  # calibration data early stopping must not see
+    validation_rows = table[(table["split"] == data.validation_split) & ~table.index.isin(held_out.index)]
     validation = evaluation_batches(image_dataset(data_dir, validation_rows, names, spec), 512)
     model = build_classifier(config.model, len(names))
     compile_model(model, train_cfg.learning_rate)

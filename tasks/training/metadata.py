@@ -53,6 +53,7 @@ def model_metadata(config: FlowConfig, ref: DatasetRef, trained: TrainedModel, r
         "metrics": trained.metrics,
         "epochs_run": trained.epochs_run,
         "drift": config.train.drift.model_dump(mode="json"),
+        "trust": config.train.trust.model_dump(mode="json"),  # the fitted values are in trust.npz
         "packages": package_versions(),
     }
 

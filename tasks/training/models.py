@@ -11,7 +11,7 @@ import keras
 from keras import layers
 
 from configs.schema import ModelConfig
-from tasks.core.bundle import CLASSIFIER_OUTPUT, LAST_CONV_LAYER
+from tasks.core.bundle import CLASSIFIER_OUTPUT, EMBEDDING_LAYER, LAST_CONV_LAYER
 from tasks.core.preprocessing import CHANNELS
 
 
@@ -22,7 +22,7 @@ def build_classifier(config: ModelConfig, num_classes: int) -> keras.Model:
     body = _small_cnn_body if config.architecture == "small_cnn" else _mobilenet_body
     x = body(x, config)
     x = layers.Dropout(config.dropout)(x)
-    x = layers.Dense(config.dense_units, activation="relu", name="embedding")(x)
+    x = layers.Dense(config.dense_units, activation="relu", name=EMBEDDING_LAYER)(x)
     x = layers.Dropout(config.dropout)(x)
     outputs = layers.Dense(num_classes, activation="softmax", name=CLASSIFIER_OUTPUT)(x)
     return keras.Model(inputs, outputs, name=f"{config.architecture}_classifier")

@@ -13,15 +13,17 @@ from prefect.cache_policies import NO_CACHE
 
 from configs.schema import FlowConfig
 from tasks.core import tracking
-from tasks.core.bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, UAE_FILE
+from tasks.core.bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, TRUST_FILE, UAE_FILE
 from tasks.core.progress import progress
 from tasks.core.signing import load_private_key
 from tasks.core.storage import publish_version
 from tasks.core.tracking import TrackingRun
+from tasks.core.trust import TrustModel
 from tasks.data.dataset import DatasetRef
 from tasks.data.pipeline import evaluation_batches, image_dataset
 from tasks.data.tasks import progress_artifact
 from tasks.training import drift_reference
+from tasks.training.calibration import fit_trust
 from tasks.training.fit import MlflowEpochLogger, plot_curves, train_classifier
 from tasks.training.metadata import TrainedModel, input_spec, model_metadata, write_metadata
 from tasks.training.models import build_uae
@@ -52,6 +54,31 @@ def train_model(config: FlowConfig, ref: DatasetRef, table_path: Path, run: Trac
     return TrainedModel(bundle, fitted.class_names, metrics, len(history["loss"]))
 
 
+@task(name="calibrate_model", cache_policy=NO_CACHE)
+def calibrate_model(
+    config: FlowConfig, ref: DatasetRef, table_path: Path, trained: TrainedModel, run: TrackingRun
+) -> None:
+    """The trust layer (temperature, prediction-set thresholds, out-of-distribution threshold) into the bundle."""
+    if not config.train.trust.enabled:
+        get_run_logger().info("train.trust.enabled is false: the version serves raw softmax, no sets or OOD flag")
+        return
+    table = pd.read_parquet(table_path, columns=["path", "split", "label"])
+    classifier = keras.models.load_model(trained.bundle_dir / MODEL_FILE)
+    fitted = fit_trust(classifier, ref.data_dir, table, trained.class_names, input_spec(config), config)
+    fitted.trust.save(trained.bundle_dir / TRUST_FILE)
+    run.log_metrics(fitted.metrics)
+    trained.metrics.update(fitted.metrics)
+    get_run_logger().info(
+        "Calibrated on %d images: temperature %.3f, ECE %.4f -> %.4f, mean set size %.2f at alpha %s",
+        int(fitted.metrics["calibration/rows"]),
+        fitted.metrics["calibration/temperature"],
+        fitted.metrics["calibration/ece_before"],
+        fitted.metrics["calibration/ece_after"],
+        fitted.metrics["calibration/mean_set_size"],
+        config.train.trust.alpha,
+    )
+
+
 @task(name="build_drift_detectors", cache_policy=NO_CACHE)
 def build_drift_detectors(config: FlowConfig, ref: DatasetRef, table_path: Path, trained: TrainedModel) -> None:
     """Save the seeded UAE and the reference features of exactly ``reference_rows`` held-out images."""
@@ -62,10 +89,20 @@ def build_drift_detectors(config: FlowConfig, ref: DatasetRef, table_path: Path,
     encoder = build_uae(config.model.input_size, drift.uae_dim, config.train.seed)
     encoder.save(trained.bundle_dir / UAE_FILE)
     classifier = keras.models.load_model(trained.bundle_dir / MODEL_FILE)
+    trust_path = trained.bundle_dir / TRUST_FILE  # the reference's softmax is the one the service logs
+    trust = TrustModel.load(trust_path) if trust_path.exists() else None
     report = progress_artifact("drift-reference", f"Reference features of {len(rows):,} {drift.reference_split} images")
     with progress(len(rows), "Drift reference features", report=report) as advance:
         features = drift_reference.build_reference_features(
-            classifier, encoder, ref.data_dir, rows, table, trained.class_names, input_spec(config), advance=advance
+            classifier,
+            encoder,
+            ref.data_dir,
+            rows,
+            table,
+            trained.class_names,
+            input_spec(config),
+            trust,
+            advance=advance,
         )
     features.to_parquet(trained.bundle_dir / REFERENCE_FILE, index=False)
     get_run_logger().info(

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from configs.metrics import OVERALL_METRICS, metric_direction
-from tasks.evaluation.metrics import classification_metrics, expected_calibration_error
+from tasks.core.trust import expected_calibration_error
+from tasks.evaluation.metrics import classification_metrics
 from tasks.evaluation.plots import plot_confusion_matrix, plot_reliability, plot_worst_misclassified
 from tests.helpers.predictions import FLAWED, PERFECT
 

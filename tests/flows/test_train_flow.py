@@ -52,12 +52,16 @@ def test_train_flow_records_registers_and_publishes(prefect_api: None, state_dir
         "uae_encoder.keras",
         "reference_features.parquet",
         "metadata.yaml",
+        "trust.npz",
     }
     folder = Path(result.storage_uri)
     metadata = yaml.safe_load((folder / "metadata.yaml").read_text())
     assert metadata["dataset"]["revision"] == "v2.0" and metadata["dataset"]["commit"] == result.dataset_commit
     assert metadata["version"] == "1" and len(metadata["class_names"]) == 10 and metadata["input"]["channels"] == 3
     assert len(metadata["code"]["commit"]) == 40 and "tensorflow-cpu" in metadata["packages"]
+    # Calibrated on a share of the validation split that early stopping did not see.
+    assert metadata["trust"]["alpha"] == 0.05 and result.metrics["calibration/rows"] > 0
+    assert 0.05 < result.metrics["calibration/temperature"] < 20
     reference = pd.read_parquet(folder / "reference_features.parquet")
     assert len(reference) == 40 and {"label", "prediction", "bbsd_9", "uae_7", "brightness", "sha256"} <= set(reference)
     assert reference[[f"bbsd_{i}" for i in range(10)]].sum(axis=1).round(4).eq(1.0).all()
