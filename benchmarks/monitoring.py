@@ -37,7 +37,8 @@ def logged_rows(model, contents: list[bytes]) -> pd.DataFrame:  # type: ignore[n
     for start in range(0, len(contents), 256):
         chunk = contents[start : start + 256]
         checked = [check_image(c, 10**8, 10**9, model.input_spec) for c in chunk]
-        probabilities, features = model.predict(np.stack([model.input_of(image) for image in checked]))
+        inference = model.predict(np.stack([model.input_of(image) for image in checked]))
+        probabilities, features = inference.probabilities, inference.features
         frame = pd.DataFrame([image.properties for image in checked])
         frame["prediction"] = [model.class_names[i] for i in probabilities.argmax(axis=1)]
         frame[bbsd_columns(probabilities.shape[1])] = probabilities

@@ -38,6 +38,8 @@ class BatchOutput:
     features: np.ndarray
     model: ServedModel
     batch_size: int
+    in_set: np.ndarray | None = None  # the conformal prediction set, a flag per class
+    ood_score: float | None = None
     prediction_id: str = field(default_factory=new_prediction_id)
 
 
@@ -207,8 +209,18 @@ def _predict_bisecting(model: ServedModel, images: list[np.ndarray]) -> list[Out
     if not images:
         return []
     try:
-        probabilities, features = model.predict(np.stack(images))
-        return [BatchOutput(probabilities[i], features[i], model, len(images)) for i in range(len(images))]
+        out = model.predict(np.stack(images))
+        return [
+            BatchOutput(
+                out.probabilities[i],
+                out.features[i],
+                model,
+                len(images),
+                None if out.in_set is None else out.in_set[i],
+                None if out.ood_scores is None else float(out.ood_scores[i]),
+            )
+            for i in range(len(images))
+        ]
     except Exception as error:
         if len(images) == 1:
             return [error]

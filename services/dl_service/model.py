@@ -18,10 +18,11 @@ import tensorflow as tf
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from services.dl_service.images import CheckedImage
-from tasks.core.bundle import LAST_CONV_LAYER, ModelBundle, fetch_bundle
+from tasks.core.bundle import EMBEDDING_LAYER, LAST_CONV_LAYER, ModelBundle, fetch_bundle
 from tasks.core.errors import IntegrityError, MlopsError
 from tasks.core.pointer import read_pointer
 from tasks.core.preprocessing import preprocess
+from tasks.core.trust import TrustModel
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +31,31 @@ class ModelUnavailable(MlopsError):
     """No model is loaded yet; the reason says why."""
 
 
+@dataclass(frozen=True)
+class Inference:
+    """One batch through the model: what every answer and log row is made of."""
+
+    probabilities: np.ndarray  # (N, C) calibrated when the version has a trust layer
+    features: np.ndarray  # (N, D) UAE features, for drift
+    in_set: np.ndarray | None  # (N, C) conformal prediction sets; None without a trust layer
+    ood_scores: np.ndarray | None  # (N,) higher: less like the training data
+
+
 class ServedModel:
-    """One loaded version: batched prediction (softmax + UAE features) and Grad-CAM."""
+    """One loaded version: batched prediction (softmax + UAE features, and with a trust layer calibrated
+    probabilities, prediction sets and out-of-distribution scores) and Grad-CAM."""
 
     def __init__(self, bundle: ModelBundle) -> None:
         self.name, self.version = bundle.name, bundle.version
         self.class_names, self.input_spec = bundle.class_names, bundle.input_spec
         self.classifier, self.encoder = bundle.load_classifier(), bundle.load_encoder()
+        self.trust: TrustModel | None = bundle.load_trust()
+        self.max_set_size: int | None = (bundle.metadata.get("trust") or {}).get("max_set_size")
+        # With a trust layer the graph also returns the penultimate features: logits and OOD come from them.
+        outputs = [self.classifier.output]
+        if self.trust is not None:
+            outputs.append(self.classifier.get_layer(EMBEDDING_LAYER).output)
+        self._outputs_model = keras.Model(self.classifier.inputs, outputs)
         # One graph per version, both networks on a batch of uint8 images (decoded by the checks).
         spec = self.input_spec
         batch_spec = tf.TensorSpec([None, spec.height, spec.width, 3], tf.uint8)
@@ -46,14 +65,24 @@ class ServedModel:
             self.classifier.inputs, [self.classifier.get_layer(LAST_CONV_LAYER).output, self.classifier.output]
         )
 
-    def _forward(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _forward(self, images: tf.Tensor) -> tuple[tf.Tensor, ...]:
         inputs = tf.cast(images, tf.float32)
-        return self.classifier(inputs, training=False), self.encoder(inputs, training=False)
+        outputs = self._outputs_model(inputs, training=False)
+        if not isinstance(outputs, list | tuple):
+            outputs = [outputs]
+        return (*outputs, self.encoder(inputs, training=False))
 
-    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 model inputs (N, H, W, 3) -> (probabilities, UAE features)."""
-        probabilities, features = self._infer(tf.constant(images, dtype=tf.uint8))
-        return probabilities.numpy(), features.numpy()
+    def predict(self, images: np.ndarray) -> Inference:
+        """uint8 model inputs (N, H, W, 3) -> probabilities, UAE features and, with a trust layer, sets and OOD."""
+        outputs = [output.numpy() for output in self._infer(tf.constant(images, dtype=tf.uint8))]
+        if self.trust is None:
+            return Inference(outputs[0], outputs[1], None, None)
+        embedding = outputs[1].astype(np.float64)
+        logits = self.trust.logits(embedding)
+        probabilities = self.trust.calibrated(logits)
+        return Inference(
+            probabilities, outputs[2], self.trust.sets(probabilities), self.trust.ood_scores(embedding, logits)
+        )
 
     def input_of(self, checked: CheckedImage) -> np.ndarray:
         """The checks decoded the image for the model that was current then; another input size re-decodes it."""

@@ -18,6 +18,13 @@ class Prediction(BaseModel):
     confidence: float
     top_k: list[ClassProbability]
     probabilities: dict[str, float]
+    prediction_set: list[str] | None = Field(
+        None, description="classes that hold the true one with probability 1 - alpha (conformal), most likely first"
+    )
+    ood_score: float | None = Field(None, description="higher: less like the training images")
+    ood: bool | None = Field(None, description="out of distribution: the score passed the version's threshold")
+    abstain: bool = Field(False, description="do not act on this answer alone; abstain_reason says why")
+    abstain_reason: str | None = None
     latency_ms: float
 
 

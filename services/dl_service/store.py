@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from tasks.core.errors import MlopsError
-from tasks.core.prediction_log import feedback, metadata, predictions
+from tasks.core.prediction_log import add_missing_columns, feedback, metadata, predictions
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +207,7 @@ class PredictionLog:
         for attempt in range(3):
             try:
                 metadata.create_all(self.engine)
+                self._add_missing_columns()
                 self._tables_ready = True
                 return
             except (IntegrityError, ProgrammingError):
@@ -214,7 +215,13 @@ class PredictionLog:
                 # reports the race as a duplicate type); the next check-first pass sees them.
                 time.sleep(0.2 * (attempt + 1))
         metadata.create_all(self.engine)
+        self._add_missing_columns()
         self._tables_ready = True
+
+    def _add_missing_columns(self) -> None:
+        added = add_missing_columns(self.engine)
+        if added:
+            logger.warning("The prediction log gained columns %s (null in earlier rows)", ", ".join(added))
 
     def _insert_sorting_out_rejected(self, rows: list[Row]) -> None:
         """Insert rows; if the database refuses the batch for what is in it (not for being away),

@@ -6,7 +6,9 @@ with the same feature columns, so all three agree on what ``bbsd_3`` or ``bright
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, DateTime, Float, ForeignKey, Integer, MetaData, String, Table
+from sqlalchemy import JSON, Boolean, Column, DateTime, Float, ForeignKey, Integer, MetaData, String, Table, inspect
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from tasks.core.image_properties import PROPERTY_COLUMNS
 
@@ -23,6 +25,12 @@ predictions = Table(
     Column("confidence", Float, nullable=False),
     Column("probabilities", JSON, nullable=False),  # the BBSD features: softmax in class order
     Column("uae", JSON, nullable=False),
+    # The trust layer's answer (null for a version published without one).
+    Column("prediction_set", JSON),
+    Column("ood_score", Float),
+    Column("ood", Boolean),
+    Column("abstain", Boolean),
+    Column("abstain_reason", String(500)),
     *(Column(name, Float) for name in PROPERTY_COLUMNS),  # as measured by tasks.core.image_properties
     Column("sha256", String(64), nullable=False, index=True),
     Column("latency_ms", Float, nullable=False),
@@ -48,3 +56,21 @@ def uae_columns(dim: int) -> list[str]:
 def bbsd_columns(num_classes: int) -> list[str]:
     """The classifier's softmax outputs (black-box shift detection), in class order."""
     return [f"bbsd_{i}" for i in range(num_classes)]
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Columns this code logs that an older database lacks, added (all nullable); their names.
+
+    Older rows keep null there: a log written before the trust layer stays readable by the monitor.
+    """
+    present = {column["name"] for column in inspect(engine).get_columns(predictions.name)}
+    missing = [column for column in predictions.columns if column.name not in present]
+    for column in missing:
+        kind = column.type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(f"ALTER TABLE {predictions.name} ADD COLUMN {column.name} {kind}")
+        except DBAPIError as error:  # another worker process added it first
+            if "duplicate column" not in str(error) and "already exists" not in str(error):
+                raise
+    return [column.name for column in missing]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 from collections.abc import Iterator
@@ -10,16 +9,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from uuid import UUID
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 from prefect.client.schemas.objects import FlowRun
 
 from configs.schema import load_config
 from services.dl_service.app import create_app
 from tasks.core.settings import REPO_ROOT, Settings
 from tasks.data.dataset import read_manifest
+from tests.helpers.images import digit_pngs
 
 pytestmark = pytest.mark.flow
 
@@ -43,18 +41,6 @@ def webhook() -> Iterator[tuple[str, list[dict]]]:
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
     server.shutdown()
-
-
-def digit_pngs(count: int) -> list[bytes]:
-    """Handwritten digits (scikit-learn's bundled set): nothing like clothing."""
-    from sklearn.datasets import load_digits
-
-    images = []
-    for digit in load_digits().images[:count]:
-        buffer = io.BytesIO()
-        Image.fromarray((digit * 15).astype(np.uint8)).resize((28, 28)).save(buffer, format="PNG")
-        images.append(buffer.getvalue())
-    return images
 
 
 def applied_retraining_deployment() -> UUID:

@@ -1,7 +1,8 @@
-"""Small folders of random PNG images in the dataset layout, for pipeline tests."""
+"""Test images: small folders of random PNGs in the dataset layout, and handwritten digits (out of distribution)."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -20,3 +21,15 @@ def random_png_folder(root: Path, count: int = 24, classes: tuple[str, ...] = ("
         Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8), "L").save(root / relative)
         rows.append({"path": relative, "label": label, "split": "train"})
     return pd.DataFrame(rows)
+
+
+def digit_pngs(count: int) -> list[bytes]:
+    """Handwritten digits (scikit-learn's bundled set): nothing like clothing."""
+    from sklearn.datasets import load_digits
+
+    images = []
+    for digit in load_digits().images[:count]:
+        buffer = io.BytesIO()
+        Image.fromarray((digit * 15).astype(np.uint8)).resize((28, 28)).save(buffer, format="PNG")
+        images.append(buffer.getvalue())
+    return images

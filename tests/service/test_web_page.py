@@ -35,6 +35,9 @@ def test_upload_see_heat_map_and_send_feedback(
         expect(page.locator("#result")).to_be_visible()
         expect(page.locator("#label")).not_to_be_empty()
         assert page.locator("#topk tr").count() == 3
+        # How far to trust it: the prediction set (the label first), the out-of-distribution line.
+        expect(page.locator("#set")).to_contain_text(page.locator("#label").inner_text())
+        expect(page.locator("#ood")).to_contain_text("score")
         heat_src = page.locator("#heat").get_attribute("src") or ""
         assert heat_src.startswith("data:image/png;base64,") and len(heat_src) > 200
         screenshot(page, tmp_path, "web-page.png")  # the README's picture of the page

@@ -28,11 +28,26 @@ function showPrediction(p) {
     row.insertCell().appendChild(bar);
     row.insertCell().textContent = (100 * item.probability).toFixed(1) + "%";
   }
+  showTrust(p);
   $("truth").innerHTML = "";
   for (const name of Object.keys(p.probabilities)) {
     $("truth").add(new Option(name, name, name === p.label, name === p.label));
   }
   $("feedback").textContent = "";
+}
+
+function showTrust(p) {
+  // A version without a trust layer answers with no set and no flag.
+  $("trust").hidden = p.prediction_set === null;
+  if (p.prediction_set === null) return;
+  const size = p.prediction_set.length;
+  $("set").textContent = `${p.prediction_set.join(", ")} (${size === 1 ? "one class" : size + " classes"})`;
+  $("ood").className = p.ood ? "error" : "muted";
+  $("ood").textContent = p.ood
+    ? `Out of distribution: unlike the training images (score ${p.ood_score.toFixed(3)})`
+    : `Like the training images (score ${p.ood_score.toFixed(3)})`;
+  $("abstain").hidden = !p.abstain;
+  $("abstain").textContent = p.abstain ? `Do not act on this answer alone: ${p.abstain_reason}` : "";
 }
 
 async function upload(file) {
