@@ -39,7 +39,12 @@ def plot_reliability(predictions: Predictions, path: Path, bins: int = 15) -> Pa
     centers, accuracy, counts = calibration_bins(predictions.labels, predictions.probabilities, bins)
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(6, 7), height_ratios=[3, 1], sharex=True)
     top.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
-    top.plot(centers, accuracy, marker="o", label="model")
+    if predictions.raw_probabilities is not None:  # the network's own softmax, before temperature scaling
+        raw_centers, raw_accuracy, _ = calibration_bins(predictions.labels, predictions.raw_probabilities, bins)
+        top.plot(raw_centers, raw_accuracy, marker=".", color="tab:orange", label="before calibration")
+        top.plot(centers, accuracy, marker="o", label="calibrated (served)")
+    else:
+        top.plot(centers, accuracy, marker="o", label="model")
     top.set(ylabel="accuracy", title="Reliability diagram")
     top.legend()
     bottom.bar(centers, counts, width=1 / bins * 0.9)

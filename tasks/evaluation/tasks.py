@@ -66,7 +66,10 @@ def evaluate_model(
     report = progress_artifact("evaluation", f"Version {version} on {len(rows):,} {split} images")
     with progress(len(rows), f"Evaluating version {version}", report=report) as advance:
         classifier = bundle.load_classifier()
-        predictions = predict_split(classifier, ref.data_dir, rows, bundle.class_names, bundle.input_spec, advance)
+        trust = bundle.load_trust()
+        predictions = predict_split(
+            classifier, ref.data_dir, rows, bundle.class_names, bundle.input_spec, advance, trust
+        )
     metrics = classification_metrics(predictions)
     get_run_logger().info(
         "Version %s on %s (%d images, %.1f s): accuracy %.4f, macro AUC %.4f, ECE %.4f",

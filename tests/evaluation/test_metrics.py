@@ -55,3 +55,8 @@ def test_every_computed_metric_is_one_a_config_may_name() -> None:
     metrics = classification_metrics(FLAWED)
     assert set(OVERALL_METRICS) <= set(metrics)
     assert all(metric_direction(name) is not None for name in metrics), sorted(metrics)
+
+
+def test_the_trust_metrics_can_be_gated_on_the_side_that_keeps_worse_models_out() -> None:
+    assert metric_direction("set_coverage") == "higher" and metric_direction("set_coverage/coat") == "higher"
+    assert metric_direction("mean_set_size") == "lower" and metric_direction("ood_rate") == "lower"

@@ -33,6 +33,11 @@ def test_evaluate_and_deploy_flows_alone(flow_state: Path, tiny_repo: Path) -> N
     train_flow(config=tiny_config(tiny_repo, config="train_config.yaml"))
     evaluated = eval_flow(config=tiny_config(tiny_repo, GATE, config="eval_config.yaml"))
     assert evaluated.version == "1" and evaluated.rows == 100 and evaluated.metrics["accuracy"] > 0.45
+    # The trust layer measured on the test split: coverage of the sets (overall and per class), OOD rate.
+    assert {"set_coverage", "mean_set_size", "ece_uncalibrated", "ood_rate", "set_coverage/coat"} <= set(
+        evaluated.metrics
+    )
+    assert 1 <= evaluated.metrics["mean_set_size"] <= 10
     deployed = deploy_flow(config=tiny_config(tiny_repo, GATE, config="deploy_config.yaml"))
     assert deployed.promoted and deployed.champion_before is None and deployed.champion_after == "1"
     assert deployed.challenger_metrics["accuracy"] == pytest.approx(evaluated.metrics["accuracy"])
@@ -44,9 +49,14 @@ def test_evaluate_and_deploy_flows_alone(flow_state: Path, tiny_repo: Path) -> N
     run = registry().get_run(second.run_id)
     assert run.data.tags["data_validation.enabled"] == "false"
     assert "data_validation" not in {a.path for a in registry().list_artifacts(second.run_id)}
-    strict = tiny_config(tiny_repo, "evaluate.thresholds={accuracy: [0.99, lower]}", config="eval_config.yaml")
-    with pytest.raises(QualityGateError, match="version 2 failed the quality gate"):
+    strict = tiny_config(
+        tiny_repo,
+        "evaluate.thresholds={accuracy: [0.99, lower], set_coverage: [1.0, lower]}",
+        config="eval_config.yaml",
+    )
+    with pytest.raises(QualityGateError, match="version 2 failed the quality gate") as refused:
         eval_flow(config=strict)
+    assert "set_coverage" in str(refused.value) or evaluated.metrics["set_coverage"] == 1.0
     failed = registry().search_runs(
         [run.info.experiment_id], "tags.flow = 'evaluate'", order_by=["attributes.start_time DESC"]
     )[0]
