@@ -130,7 +130,7 @@ class TrustConfig(StrictModel):
     share: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
     alpha: Annotated[float, Field(gt=0.0, lt=1.0, description="miscoverage of the prediction sets")] = 0.05
     class_conditional: bool = Field(False, description="one set threshold per class: coverage for every class")
-    ood_score: Literal["mahalanobis", "energy", "max_softmax"] = "mahalanobis"
+    ood_score: Literal["mahalanobis_or_energy", "mahalanobis", "energy", "max_softmax"] = "mahalanobis_or_energy"
     ood_false_positive_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
     feature_rows: PositiveInt = Field(10_000, description="training images the class means and covariance come from")
     max_set_size: PositiveInt | None = Field(3, description="abstain when the prediction set is larger")
@@ -224,6 +224,9 @@ class MonitorConfig(StrictModel):
     min_labelled: PositiveInt = 50
     thresholds: LiveThresholds = Field(default_factory=dict)
     webhook_url: SecretStr | None = Field(None, description="often carries a token: masked wherever it is shown")
+    accuracy_estimator: Literal["average_confidence", "atc"] = Field(
+        "average_confidence", description="how the window's accuracy is estimated from calibrated confidences"
+    )
     retrain_on_drift: bool = False
     retrain_deployment: str = Field("full/full-flow", description="flow-name/deployment-name run on an alarm")
 

@@ -38,6 +38,10 @@ monitor_runs = Table(
     Column("window_rows", Integer, nullable=False),
     Column("labelled_rows", Integer, nullable=False),
     Column("live_accuracy", Float),  # null when no prediction of the window has a feedback label
+    Column("estimated_accuracy", Float),  # from calibrated confidences, labels or not
+    Column("estimated_accuracy_low", Float),
+    Column("estimated_accuracy_high", Float),
+    Column("set_coverage", Float),  # share of labelled rows whose prediction set held the label
     Column("label_age_hours", Float),  # freshness: age of the newest label in the window; null without one
     Column("report_url", String(1000)),
 )
@@ -84,6 +88,10 @@ def record_run(
                     window_rows=verdict.window_rows,
                     labelled_rows=verdict.labelled_rows,
                     live_accuracy=verdict.performance.get("accuracy"),
+                    estimated_accuracy=verdict.estimate.value if verdict.estimate else None,
+                    estimated_accuracy_low=verdict.estimate.interval[0] if verdict.estimate else None,
+                    estimated_accuracy_high=verdict.estimate.interval[1] if verdict.estimate else None,
+                    set_coverage=verdict.set_coverage,
                     label_age_hours=label_age_hours(window, now),
                     report_url=report_url,
                 )

@@ -33,6 +33,10 @@ def evidently_snapshot(reference: pd.DataFrame, current: pd.DataFrame, class_nam
     report = Report([DataDriftPreset(columns=columns)])
     tags = ["drift" if verdict.drift else "no-drift", "breach" if verdict.performance_breach else "ok"]
     metadata = {"family_p_value": f"{verdict.p_value:.6f}", "alpha": str(verdict.alpha)}
+    if verdict.estimate is not None:  # before labels: the window's accuracy from calibrated confidences
+        low, high = verdict.estimate.interval
+        metadata["estimated_accuracy"] = f"{verdict.estimate.value:.4f}"
+        metadata["estimated_accuracy_interval"] = f"{low:.4f}..{high:.4f}"
     return report.run(
         current_data=Dataset.from_pandas(current[columns], data_definition=definition),
         reference_data=Dataset.from_pandas(reference[columns], data_definition=definition),
@@ -138,6 +142,18 @@ def verdict_markdown(name: str, version: str, verdict: Verdict, outputs: dict[st
         "|---|---|---|---|",
         *(f"| {t.name} | {t.method} | {t.statistic:.4g} | {t.p_value:.4g} |" for t in verdict.tests),
     ]
+    if verdict.estimate is not None:
+        low, high = verdict.estimate.interval
+        others = ", ".join(
+            f"{k} {v:.4f}" for k, v in verdict.estimate.by_estimator.items() if k != verdict.estimate.estimator
+        )
+        lines += [
+            "",
+            f"Estimated accuracy before labels ({verdict.estimate.estimator}): **{verdict.estimate.value:.4f}** "
+            f"(95% interval {low:.4f} to {high:.4f}; {others}).",
+        ]
+    if verdict.set_coverage is not None:
+        lines += ["", f"Prediction sets held the feedback label in {verdict.set_coverage:.1%} of labelled rows."]
     if verdict.performance:
         lines += [
             "",

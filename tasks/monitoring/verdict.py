@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from configs.schema import MonitorConfig
@@ -12,6 +13,7 @@ from tasks.core.image_properties import PROPERTY_COLUMNS
 from tasks.core.prediction_log import bbsd_columns
 from tasks.evaluation.gate import gate_violations
 from tasks.monitoring.drift_tests import TestResult, bonferroni, class_mix_test, ks_test, mmd_permutation_test
+from tasks.monitoring.estimation import AccuracyEstimate, estimate_accuracy
 
 FAMILY_COUNT = 4  # the first tests of a verdict are its families; the rest are the properties' members
 
@@ -27,6 +29,8 @@ class Verdict:
     tests: list[TestResult]
     performance: dict[str, float] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
+    estimate: AccuracyEstimate | None = None  # accuracy from calibrated confidences, labels or not
+    set_coverage: float | None = None  # share of labelled rows whose prediction set held the label
 
     @property
     def alarm(self) -> bool:
@@ -43,6 +47,8 @@ class Verdict:
             "tests": [t.as_dict() for t in self.tests],
             "performance": self.performance,
             "violations": self.violations,
+            **(self.estimate.as_dict() if self.estimate else {"estimated_accuracy": None}),
+            "set_coverage": self.set_coverage,
         }
 
 
@@ -87,6 +93,32 @@ def live_performance(current: pd.DataFrame, class_names: list[str]) -> dict[str,
     return metrics
 
 
+def estimated_accuracy(reference: pd.DataFrame, current: pd.DataFrame, config: MonitorConfig) -> AccuracyEstimate:
+    """From the top calibrated probability of each served row, thresholded as on the labelled reference."""
+    probabilities = [c for c in current.columns if c.startswith("bbsd_")]
+    labelled = reference.dropna(subset=["label"])
+    correct = (labelled["label"] == labelled["prediction"]).to_numpy()
+    return estimate_accuracy(
+        current[probabilities].to_numpy(float).max(axis=1),
+        labelled[probabilities].to_numpy(float).max(axis=1),
+        correct,
+        config.accuracy_estimator,
+    )
+
+
+def set_coverage(current: pd.DataFrame) -> float | None:
+    """Of the labelled rows served with a prediction set, the share whose set held the label."""
+    if "prediction_set" not in current:
+        return None
+    rows = current.dropna(subset=["label"])
+    rows = rows[rows["prediction_set"].map(lambda members: isinstance(members, list | np.ndarray))]
+    if rows.empty:
+        return None
+    return float(
+        np.mean([label in list(members) for label, members in zip(rows["label"], rows["prediction_set"], strict=True)])
+    )
+
+
 def decide(
     reference: pd.DataFrame, current: pd.DataFrame, class_names: list[str], config: MonitorConfig, seed: int = 0
 ) -> Verdict:
@@ -98,6 +130,10 @@ def decide(
     labelled = int(current["label"].notna().sum())
     measurable = {name: bound for name, bound in config.thresholds.items() if name in performance}
     violations = gate_violations(performance, measurable)
+    estimate = estimated_accuracy(reference, current, config)
+    if labelled < config.min_labelled and "accuracy" in config.thresholds:  # the estimate stands in for labels
+        found = gate_violations({"accuracy": estimate.value}, {"accuracy": config.thresholds["accuracy"]})
+        violations += [f"estimated ({estimate.estimator}, before labels): {v}" for v in found]
     breach = bool(violations)
     if labelled < config.min_labelled:  # reported, but too few labels is not evidence of a breach
         violations.append(f"only {labelled} labelled predictions in the window; at least {config.min_labelled} wanted")
@@ -111,4 +147,6 @@ def decide(
         tests,
         performance,
         violations,
+        estimate,
+        set_coverage(current),
     )

@@ -12,9 +12,9 @@ from sqlalchemy import create_engine, inspect, select
 from configs.schema import MonitorConfig
 from tasks.core.errors import MlopsError
 from tasks.core.image_properties import PROPERTY_COLUMNS
-from tasks.core.prediction_log import bbsd_columns, feedback, predictions, uae_columns
+from tasks.core.prediction_log import add_missing_columns, bbsd_columns, feedback, predictions, uae_columns
 
-WINDOW_COLUMNS = ["id", "created_at", "predicted_label", "label", "label_created_at"]
+WINDOW_COLUMNS = ["id", "created_at", "predicted_label", "label", "label_created_at", "prediction_set"]
 
 
 class EmptyWindowError(MlopsError):
@@ -37,6 +37,8 @@ def load_window(database_url: str, model_name: str, version: str, config: Monito
         with engine.connect() as connection:
             if not inspect(connection).has_table(predictions.name):  # no service has logged anything yet
                 raise EmptyWindowError(f"no predictions have been logged yet ({engine.url.render_as_string()})")
+        add_missing_columns(engine)  # a log an older service wrote: its rows read with nulls there
+        with engine.connect() as connection:
             window = pd.DataFrame(connection.execute(query).mappings().all())
             labels = pd.DataFrame(connection.execute(select(feedback).order_by(feedback.c.id)).mappings().all())
     finally:

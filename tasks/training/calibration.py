@@ -22,6 +22,7 @@ from configs.schema import FlowConfig, TrustConfig
 from tasks.core.bundle import CLASSIFIER_OUTPUT, EMBEDDING_LAYER
 from tasks.core.preprocessing import InputSpec
 from tasks.core.trust import (
+    COMBINED,
     TrustModel,
     aps_scores,
     conformal_quantile,
@@ -77,6 +78,22 @@ def set_thresholds(probabilities: np.ndarray, labels: np.ndarray, classes: int, 
     return np.array([conformal_quantile(scores[labels == c], trust.alpha) for c in range(classes)])
 
 
+def fit_ood_threshold(
+    trust: TrustModel, features: np.ndarray, logits: np.ndarray, score: str, false_positive_rate: float
+) -> TrustModel:
+    """``trust`` scoring with ``score``, thresholded so ``false_positive_rate`` of these (in-distribution,
+    held-out) rows are flagged; the combined score is standardised on the same rows."""
+    scales = []
+    for name in COMBINED:
+        values = trust.ood_scores(features, logits, name)
+        low, median, high = np.quantile(values, [0.25, 0.5, 0.75])
+        scales.append([median, max(high - low, 1e-9)])
+    ranked = replace(trust, ood_score=score, calibration_scores=np.array(scales))
+    in_distribution = ranked.ood_scores(features, logits)
+    threshold = float(np.quantile(in_distribution, 1.0 - false_positive_rate, method="higher"))
+    return replace(ranked, ood_threshold=threshold)
+
+
 @dataclass(frozen=True)
 class FittedTrust:
     trust: TrustModel
@@ -121,10 +138,10 @@ def fit_trust(
         precision=precision,
         logit_kernel=kernel,
         logit_bias=bias,
+        calibration_scores=np.ones((2, 2)),
     )
-    in_distribution = fitted.ood_scores(features, logits)
-    threshold = float(np.quantile(in_distribution, 1.0 - trust.ood_false_positive_rate, method="higher"))
-    fitted = replace(fitted, ood_threshold=threshold)
+    fitted = fit_ood_threshold(fitted, features, logits, trust.ood_score, trust.ood_false_positive_rate)
+    threshold = fitted.ood_threshold
     sizes = fitted.sets(calibrated).sum(axis=1)
     metrics = {
         "calibration/rows": float(len(rows)),

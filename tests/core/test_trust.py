@@ -75,6 +75,7 @@ def test_a_saved_trust_layer_loads_back_equal(tmp_path: Path) -> None:
         precision=np.eye(4),
         logit_kernel=rng.random((4, CLASSES)),
         logit_bias=rng.random(CLASSES),
+        calibration_scores=rng.random((2, 2)) + 0.5,
     )
     loaded = TrustModel.load(trust.save(tmp_path / "trust.npz"))
     assert (loaded.temperature, loaded.ood_score, loaded.class_conditional) == (1.7, "energy", True)

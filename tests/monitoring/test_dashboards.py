@@ -44,7 +44,7 @@ def query(url: str, sql: str) -> list[dict[str, Any]]:
 
 def test_monitor_dashboard_charts_the_runs_the_monitor_recorded(history_database: str) -> None:
     rng = np.random.default_rng(0)
-    reference = window(rng, 300, 0.0, 0)
+    reference = window(rng, 300, 0.0, 300)  # labelled, as the published reference is
     config = MonitorConfig(min_labelled=10)
     quiet = decide(reference, window(rng, 150, 0.0, 60), CLASSES, config)
     drifted = decide(reference, window(rng, 150, 1.5, 0), CLASSES, config)
@@ -69,8 +69,9 @@ def test_monitor_dashboard_charts_the_runs_the_monitor_recorded(history_database
     assert len(p_values) == 8 and [row["alpha"] for row in alpha] == [0.05, 0.05]
     (verdicts,) = answers["Verdict of each monitor run"]
     assert [row["drift"] for row in verdicts] == [0, 1]
-    (accuracy,) = answers["Live accuracy on feedback labels"]
+    accuracy, estimated = answers["Accuracy: live on feedback labels, and estimated before labels"]
     assert [row["live accuracy"] for row in accuracy] == [1.0]  # the drifted window had no labels
+    assert len(estimated) == 2 and all(r["estimated low"] <= r["estimated"] <= r["estimated high"] for r in estimated)
     freshness, share = answers["Label freshness: hours since the newest feedback label, and the labelled share"]
     assert len(freshness) == 1 and 0 <= freshness[0]["hours since newest label"] < 0.1
     assert [row["labelled share"] for row in share] == [0.4, 0.0]

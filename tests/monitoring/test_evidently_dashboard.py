@@ -32,7 +32,7 @@ def series_of(base: str, project: str, panel: dict[str, Any]) -> list[dict[str, 
 
 def test_monitor_runs_fill_the_projects_dashboard_panels(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
-    reference = window(rng, 300, 0.0, 0)
+    reference = window(rng, 300, 0.0, 300)  # labelled, as the published reference is
     workspace = tmp_path / "evidently"
     for shift in (0.0, 1.5):  # a quiet week, then a week of brighter images
         current = window(rng, 150, shift, 0)
