@@ -30,6 +30,9 @@ class MonitorResult(BaseModel):
     labelled_rows: int
     reports: dict[str, str]
     retraining_triggered: bool
+    estimated_accuracy: float | None = None  # from calibrated confidences, before labels
+    estimated_accuracy_interval: tuple[float, float] | None = None
+    set_coverage: float | None = None  # of the labelled rows, the share whose prediction set held the label
 
 
 @flow(name="monitor")
@@ -55,4 +58,7 @@ def monitor_flow(
         labelled_rows=verdict.labelled_rows,
         reports=outputs,
         retraining_triggered=retraining,
+        estimated_accuracy=verdict.estimate.value if verdict.estimate else None,
+        estimated_accuracy_interval=verdict.estimate.interval if verdict.estimate else None,
+        set_coverage=verdict.set_coverage,
     )

@@ -14,9 +14,9 @@ the service applies it to every batch.
   of the penultimate features to the nearest class mean (shared covariance) catches other kinds of
   object (handwritten digits: AUROC 0.99) but not degraded clothes; energy (-logsumexp of the
   logits) catches noise, blur and random pixels (0.97-0.99) but digits poorly (0.79). The served
-  score is the larger of the two, each standardised by its median and interquartile range on the
-  calibration rows, thresholded at the calibration rows' (1 - fpr) quantile, so about ``fpr`` of
-  in-distribution images are flagged. Each score alone and max-softmax remain selectable (BENCHMARKS.md).
+  score is the larger of the two, each rescaled on the calibration rows so that its median maps to 0
+  and its (1 - fpr/2) quantile to 1 (an image is unusual when either score is), then thresholded at
+  the calibration rows' (1 - fpr) quantile, so about ``fpr`` of in-distribution images are flagged. Each score alone and max-softmax remain selectable (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class TrustModel:
     precision: np.ndarray  # (D, D) inverse of the shared covariance
     logit_kernel: np.ndarray  # (D, C) the classifier's last layer, to get logits from features
     logit_bias: np.ndarray  # (C,)
-    calibration_scores: np.ndarray  # (2, 2) median and interquartile range of the Mahalanobis and energy scores
+    calibration_scores: np.ndarray  # (2, 2) Mahalanobis and energy: calibration median, tail quantile - median
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         return np.asarray(features @ self.logit_kernel + self.logit_bias)

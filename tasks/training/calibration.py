@@ -84,10 +84,10 @@ def fit_ood_threshold(
     """``trust`` scoring with ``score``, thresholded so ``false_positive_rate`` of these (in-distribution,
     held-out) rows are flagged; the combined score is standardised on the same rows."""
     scales = []
-    for name in COMBINED:
+    for name in COMBINED:  # each score's own tail maps to 1: flagging above 1 is "either score is extreme"
         values = trust.ood_scores(features, logits, name)
-        low, median, high = np.quantile(values, [0.25, 0.5, 0.75])
-        scales.append([median, max(high - low, 1e-9)])
+        median, tail = np.quantile(values, [0.5, 1.0 - false_positive_rate / 2])
+        scales.append([median, max(tail - median, 1e-9)])
     ranked = replace(trust, ood_score=score, calibration_scores=np.array(scales))
     in_distribution = ranked.ood_scores(features, logits)
     threshold = float(np.quantile(in_distribution, 1.0 - false_positive_rate, method="higher"))
