@@ -16,7 +16,8 @@ the service applies it to every batch.
   logits) catches noise, blur and random pixels (0.97-0.99) but digits poorly (0.79). The served
   score is the larger of the two, each rescaled on the calibration rows so that its median maps to 0
   and its (1 - fpr/2) quantile to 1 (an image is unusual when either score is), then thresholded at
-  the calibration rows' (1 - fpr) quantile, so about ``fpr`` of in-distribution images are flagged. Each score alone and max-softmax remain selectable (BENCHMARKS.md).
+  the calibration rows' (1 - fpr) quantile, so about ``fpr`` of in-distribution images are flagged.
+  Each score alone and max-softmax remain selectable (BENCHMARKS.md).
 """
 
 from __future__ import annotations

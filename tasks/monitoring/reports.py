@@ -150,7 +150,12 @@ def verdict_markdown(name: str, version: str, verdict: Verdict, outputs: dict[st
         lines += [
             "",
             f"Estimated accuracy before labels ({verdict.estimate.estimator}): **{verdict.estimate.value:.4f}** "
-            f"(95% interval {low:.4f} to {high:.4f}; {others}).",
+            f"(95% interval {low:.4f} to {high:.4f}; {others})."
+            + (
+                " The window drifted: the estimate assumes calibration holds and may be optimistic."
+                if verdict.drift
+                else ""
+            ),
         ]
     if verdict.set_coverage is not None:
         lines += ["", f"Prediction sets held the feedback label in {verdict.set_coverage:.1%} of labelled rows."]

@@ -48,6 +48,8 @@ class Verdict:
             "performance": self.performance,
             "violations": self.violations,
             **(self.estimate.as_dict() if self.estimate else {"estimated_accuracy": None}),
+            # Confidence cannot see a shift that leaves the model confidently wrong; drift says one happened.
+            "estimate_reliable": not self.drift,
             "set_coverage": self.set_coverage,
         }
 
@@ -98,11 +100,14 @@ def estimated_accuracy(reference: pd.DataFrame, current: pd.DataFrame, config: M
     probabilities = [c for c in current.columns if c.startswith("bbsd_")]
     labelled = reference.dropna(subset=["label"])
     correct = (labelled["label"] == labelled["prediction"]).to_numpy()
+    flags = current.get("ood")
+    ood = None if flags is None or flags.isna().any() else flags.to_numpy(bool)  # a version with a trust layer
     return estimate_accuracy(
         current[probabilities].to_numpy(float).max(axis=1),
         labelled[probabilities].to_numpy(float).max(axis=1),
         correct,
         config.accuracy_estimator,
+        ood=ood,
     )
 
 
