@@ -97,7 +97,11 @@ def test_the_prefect_flow_run_and_the_mlflow_run_open_in_a_browser(
         if assistant.count():  # MLflow's chat side panel, of no use without a model server
             assistant.first.click()
         page.get_by_role("tab", name="Model metrics").click()
-        expect(page.get_by_text("val_accuracy").first).to_be_visible(timeout=60_000)  # the training curves
-        page.wait_for_timeout(2_000)
+        # The training curves: MLflow draws its charts as they scroll into view, so this waits for the
+        # section (its "Add chart" button) rather than for one chart's title.
+        expect(page.get_by_role("button", name="Add chart").first).to_be_visible(timeout=60_000)
+        page.get_by_placeholder("Search metric charts").fill("accuracy")  # the curves, not calibration's figures
+        expect(page.get_by_text("val_accuracy").first).to_be_visible(timeout=60_000)
+        page.wait_for_timeout(3_000)
         screenshot(page, tmp_path, "mlflow-run.png")
         browser.close()
