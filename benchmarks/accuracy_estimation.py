@@ -93,27 +93,18 @@ def main() -> int:
     parser.add_argument("--windows", type=int, default=10, help="windows of 500 per shift")
     args = parser.parse_args()
 
-    from benchmarks.trust import outputs
-    from tasks.core.bundle import REFERENCE_FILE, fetch_bundle
-    from tasks.core.pointer import read_pointer
+    from benchmarks.trust import bundle_with_trust, outputs
+    from tasks.core.bundle import REFERENCE_FILE
     from tasks.core.preprocessing import preprocess
-    from tasks.core.settings import get_settings
-    from tasks.core.storage import list_versions
     from tasks.data.dataset import read_manifest
     from tasks.monitoring.estimation import estimate_accuracy
 
-    settings, name = get_settings(), "fashion-cnn"
-    pointer = read_pointer(settings.central_storage_url, name)
-    published = list_versions(settings.central_storage_url, name)
-    version = args.version or (pointer.version if pointer else (published[-1] if published else None))
-    if version is None:
-        print("No published version: run `make run` first", file=sys.stderr)
+    bundle = bundle_with_trust(args.version)
+    if bundle is None:
         return 2
-    bundle = fetch_bundle(settings.central_storage_url, name, version, settings.cache_dir)
     trust = bundle.load_trust()
-    if trust is None:
-        print(f"Version {version} has no trust layer: its probabilities are not calibrated", file=sys.stderr)
-        return 2
+    assert trust is not None  # bundle_with_trust checked it
+    name, version = bundle.name, bundle.version
     classifier, names = bundle.load_classifier(), bundle.class_names
     reference = pd.read_parquet(bundle.folder / REFERENCE_FILE)
     probability_columns = [f"bbsd_{i}" for i in range(len(names))]

