@@ -4,11 +4,17 @@
 
 Windows of 500 test images, each under a shift that keeps the labels meaningful (brightness,
 contrast, blur, noise, class mix, JPEG artefacts, rotation, and none), run through the version as the
-service runs them (calibrated probabilities). For every window: the realized accuracy against the
-estimates of average confidence (the monitor's default), ATC, and NannyML 0.13's CBPE (fitted on the
+service runs them (calibrated probabilities, out-of-distribution scores, image properties of the
+image as uploaded). For every window: the realized accuracy against the estimates of the shift
+regression (the monitor's default), average confidence, ATC, and NannyML 0.13's CBPE (fitted on the
 same labelled reference: the version's reference rows). CBPE runs from its own virtual environment
 (.mlops/bench/nannyml-venv, built on first use): it needs newer pandas and numpy than the lock holds.
-Absolute errors are in accuracy points.
+
+The shift regression is the version's own (fitted at training time; refitted here the same way for a
+version published without one). Its synthetic windows are rebuilt from the same calibration rows and
+seed, and for each shift that has a synthetic family the regression is refitted without that family:
+the "family left out" column is its error on a kind of shift it never saw. Absolute errors are in
+accuracy points.
 """
 
 from __future__ import annotations
@@ -39,6 +45,14 @@ SHIFTS = (
     "JPEG quality 10",
     "rotation 20 degrees",
 )
+FAMILY_OF = {  # the synthetic family (tasks/training/synthetic_shifts.py) each benchmark shift belongs to
+    "brightness +40": "brightness",
+    "contrast x0.5": "contrast",
+    "blur 5x5": "blur",
+    "noise sigma 25": "noise",
+    "JPEG quality 10": "jpeg",
+    "rotation 20 degrees": "rotation",
+}
 CBPE_SCRIPT = """
 import sys, pandas as pd, nannyml as nml
 reference, analysis = pd.read_csv(sys.argv[1]), pd.read_csv(sys.argv[2])
@@ -94,10 +108,15 @@ def main() -> int:
     args = parser.parse_args()
 
     from benchmarks.trust import bundle_with_trust, outputs
+    from configs.schema import load_config
     from tasks.core.bundle import REFERENCE_FILE
+    from tasks.core.image_properties import image_properties
     from tasks.core.preprocessing import preprocess
+    from tasks.core.shift_regression import FEATURE_PROPERTIES
     from tasks.data.dataset import read_manifest
-    from tasks.monitoring.estimation import estimate_accuracy
+    from tasks.monitoring.estimation import ShiftInputs, estimate_accuracy
+    from tasks.training.calibration import fit_accuracy_regression, synthetic_windows_of
+    from tasks.training.synthetic_shifts import fit_shift_regression
 
     bundle = bundle_with_trust(args.version)
     if bundle is None:
@@ -113,6 +132,17 @@ def main() -> int:
 
     data_dir = ROOT / "datasets" / "fashion-mnist" / "data"
     manifest = read_manifest(data_dir)
+    config = load_config(ROOT / "configs" / "full_flow_config.yaml")  # the calibration rows training used
+    synthetic = synthetic_windows_of(classifier, trust, data_dir, manifest, names, bundle.input_spec, config)
+    regression = bundle.load_shift_regression()
+    if regression is None:
+        fitted = fit_accuracy_regression(classifier, trust, data_dir, manifest, names, bundle.input_spec, config)
+        assert fitted is not None
+        regression = fitted[0]
+    left_out = {
+        family: fit_shift_regression(synthetic, config.train.seed, leave_out=family)[0] for family in FAMILY_OF.values()
+    }
+
     test = manifest[manifest["split"] == "test"]
     images = np.stack([preprocess((data_dir / path).read_bytes(), bundle.input_spec) for path in test["path"]])
     labels = test["label"].map({n: i for i, n in enumerate(names)}).to_numpy()
@@ -124,12 +154,22 @@ def main() -> int:
         _, features = outputs(classifier, shifted_images)
         logits = trust.logits(features)
         probabilities = trust.calibrated(logits)
-        flagged = trust.ood_scores(features, logits) > trust.ood_threshold
+        ood_scores = trust.ood_scores(features, logits)
+        flagged = ood_scores > trust.ood_threshold
+        properties = np.array(
+            [[image_properties(image)[p] for p in FEATURE_PROPERTIES] for image in shifted_images]
+        )  # of the image as it would be uploaded
         for _ in range(args.windows):
             rows = rng.choice(len(shifted_labels), WINDOW, replace=False)
             window_probabilities, window_labels = probabilities[rows], shifted_labels[rows]
-            confidence = window_probabilities.max(axis=1)
-            estimate = estimate_accuracy(confidence, reference_confidence, reference_correct, ood=flagged[rows])
+            signals = ShiftInputs(regression, ood_scores[rows], properties[rows])
+            estimate = estimate_accuracy(
+                window_probabilities, reference_confidence, reference_correct, ood=flagged[rows], shift=signals
+            )
+            family = FAMILY_OF.get(kind)
+            unseen = (
+                left_out[family].estimate(window_probabilities, ood_scores[rows], properties[rows]) if family else None
+            )
             realized = float((window_probabilities.argmax(axis=1) == window_labels).mean())
             low, high = estimate.interval
             windows.append(
@@ -137,6 +177,7 @@ def main() -> int:
                     "shift": kind,
                     "realized": realized,
                     **estimate.by_estimator,
+                    "family left out": unseen,
                     "flagged OOD": estimate.ood_share,
                     "interval holds it": low - 1e-9 <= realized <= high + 1e-9,
                 }
@@ -157,11 +198,13 @@ def main() -> int:
     errors = table.assign(
         **{
             column: (table[column] - table["realized"]).abs() * 100
-            for column in ("average_confidence", "atc", "nannyml_cbpe")
+            for column in ("shift_regression", "family left out", "average_confidence", "atc", "nannyml_cbpe")
         }
     )
     summary = errors.groupby("shift", sort=False).agg(
         realized=("realized", "mean"),
+        shift_regression=("shift_regression", "mean"),
+        family_left_out=("family left out", "mean"),
         average_confidence=("average_confidence", "mean"),
         atc=("atc", "mean"),
         nannyml_cbpe=("nannyml_cbpe", "mean"),
@@ -169,10 +212,17 @@ def main() -> int:
         interval_holds=("interval holds it", "mean"),
     )
     summary.loc["mean over shifts"] = summary.mean()
+    summary.loc["worst shift"] = summary.drop(index="mean over shifts").max()
+    summary.loc["worst shift", ["realized", "flagged_ood", "interval_holds"]] = np.nan
     summary["realized"] = summary["realized"].round(4)
     print(f"# {name} version {version}: {args.windows} windows of {WINDOW} per shift")
+    print(
+        f"Shift regression: {len(synthetic.accuracy)} synthetic windows of families {', '.join(regression.families)}; "
+        f"95% error on windows it did not fit {regression.residual_95 * 100:.1f} points"
+    )
     print("\nMean absolute error of the estimated accuracy, in points (realized accuracy beside):\n")
-    print(summary.round(2).rename(columns={"average_confidence": "average confidence (default)"}).to_markdown())
+    columns = {"shift_regression": "shift regression (default)", "family_left_out": "same, family left out"}
+    print(summary.round(2).rename(columns=columns).to_markdown())
     return 0
 
 

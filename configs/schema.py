@@ -34,6 +34,7 @@ from configs.metrics import is_live_metric, known_metrics, metric_direction
 from tasks.core.errors import ConfigError
 
 PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Bound = Literal["lower", "upper"]
 # A threshold reads {metric: [value, "lower" | "upper"]}: "lower" means the value is a lower bound
@@ -134,6 +135,10 @@ class TrustConfig(StrictModel):
     ood_false_positive_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
     feature_rows: PositiveInt = Field(10_000, description="training images the class means and covariance come from")
     max_set_size: PositiveInt | None = Field(3, description="abstain when the prediction set is larger")
+    shift_windows: NonNegativeInt = Field(
+        800, description="synthetic shifted windows the accuracy estimate learns from (0: average confidence only)"
+    )
+    shift_window_rows: PositiveInt = Field(300, description="calibration images in each synthetic window")
 
 
 class TrainConfig(StrictModel):
@@ -224,8 +229,10 @@ class MonitorConfig(StrictModel):
     min_labelled: PositiveInt = 50
     thresholds: LiveThresholds = Field(default_factory=dict)
     webhook_url: SecretStr | None = Field(None, description="often carries a token: masked wherever it is shown")
-    accuracy_estimator: Literal["average_confidence", "atc"] = Field(
-        "average_confidence", description="how the window's accuracy is estimated from calibrated confidences"
+    accuracy_estimator: Literal["shift_regression", "average_confidence", "atc"] = Field(
+        "shift_regression",
+        description="how the window's accuracy is estimated before labels (average confidence for a version "
+        "published without a shift regression)",
     )
     retrain_on_drift: bool = False
     retrain_deployment: str = Field("full/full-flow", description="flow-name/deployment-name run on an alarm")

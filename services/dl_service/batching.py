@@ -19,11 +19,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from services.dl_service.images import CheckedImage, ImageRejected
-from services.dl_service.model import ModelManager, ModelUnavailable, ServedModel
+from services.dl_service.model import NO_TRUST_FIELDS, ModelManager, ModelUnavailable, ServedModel
 from services.dl_service.store import new_prediction_id
 from tasks.core.errors import MlopsError
 
@@ -38,8 +39,7 @@ class BatchOutput:
     features: np.ndarray
     model: ServedModel
     batch_size: int
-    in_set: np.ndarray | None = None  # the conformal prediction set, a flag per class
-    ood_score: float | None = None
+    trust: dict[str, Any] = field(default_factory=lambda: dict(NO_TRUST_FIELDS))  # ServedModel.trust_fields
     prediction_id: str = field(default_factory=new_prediction_id)
 
 
@@ -210,16 +210,9 @@ def _predict_bisecting(model: ServedModel, images: list[np.ndarray]) -> list[Out
         return []
     try:
         out = model.predict(np.stack(images))
+        trust = model.trust_fields(out)
         return [
-            BatchOutput(
-                out.probabilities[i],
-                out.features[i],
-                model,
-                len(images),
-                None if out.in_set is None else out.in_set[i],
-                None if out.ood_scores is None else float(out.ood_scores[i]),
-            )
-            for i in range(len(images))
+            BatchOutput(out.probabilities[i], out.features[i], model, len(images), trust[i]) for i in range(len(images))
         ]
     except Exception as error:
         if len(images) == 1:

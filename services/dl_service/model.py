@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -39,6 +40,15 @@ class Inference:
     features: np.ndarray  # (N, D) UAE features, for drift
     in_set: np.ndarray | None  # (N, C) conformal prediction sets; None without a trust layer
     ood_scores: np.ndarray | None  # (N,) higher: less like the training data
+
+
+NO_TRUST_FIELDS: dict[str, Any] = {
+    "prediction_set": None,
+    "ood_score": None,
+    "ood": None,
+    "abstain": False,
+    "abstain_reason": None,
+}
 
 
 class ServedModel:
@@ -83,6 +93,51 @@ class ServedModel:
         return Inference(
             probabilities, outputs[2], self.trust.sets(probabilities), self.trust.ood_scores(embedding, logits)
         )
+
+    def trust_fields(self, inference: Inference) -> list[dict[str, Any]]:
+        """Per image: the prediction set (most probable first), the out-of-distribution score and flag, and
+        whether to abstain, with the reason. Built for the whole batch in the inference thread, once: the
+        answer and the log row share it. A version without a trust layer never abstains."""
+        count = len(inference.probabilities)
+        trust = self.trust
+        if trust is None or inference.in_set is None or inference.ood_scores is None:
+            return [dict(NO_TRUST_FIELDS) for _ in range(count)]
+        order = np.argsort(-inference.probabilities, axis=1, kind="stable")
+        ranked_in = np.take_along_axis(inference.in_set, order, axis=1)
+        sizes = ranked_in.sum(axis=1)
+        flagged = inference.ood_scores > trust.ood_threshold
+        too_many = sizes > self.max_set_size if self.max_set_size is not None else np.zeros(count, dtype=bool)
+        names = self.class_names
+        fields = []
+        for row, ranking, members, score, ood, wide in zip(
+            range(count),
+            order.tolist(),
+            ranked_in.tolist(),
+            inference.ood_scores.tolist(),
+            flagged,
+            too_many,
+            strict=True,
+        ):
+            reasons = []
+            if ood:
+                reasons.append(
+                    f"out of distribution: {trust.ood_score} score {score:.4g} above the threshold "
+                    f"{trust.ood_threshold:.4g}"
+                )
+            if wide:
+                reasons.append(
+                    f"{sizes[row]} classes are plausible at {1 - trust.alpha:.0%} (at most {self.max_set_size})"
+                )
+            fields.append(
+                {
+                    "prediction_set": [names[c] for c, member in zip(ranking, members, strict=True) if member],
+                    "ood_score": round(score, 6),
+                    "ood": bool(ood),
+                    "abstain": bool(reasons),
+                    "abstain_reason": "; ".join(reasons) or None,
+                }
+            )
+        return fields
 
     def input_of(self, checked: CheckedImage) -> np.ndarray:
         """The checks decoded the image for the model that was current then; another input size re-decodes it."""

@@ -151,7 +151,7 @@ class PredictionService:
             "confidence": float(probabilities[index]),
             "probabilities": _rounded(probabilities),
             "uae": _rounded(output.features),
-            **trust_fields(output),
+            **output.trust,
             **image.properties,
             "sha256": image.sha256,
             "latency_ms": latency_ms,
@@ -203,42 +203,9 @@ def _prediction(output: BatchOutput, latency_ms: float, top_k: int) -> schemas.P
         confidence=float(probabilities[order[0]]),
         top_k=[schemas.ClassProbability(label=names[int(i)], probability=float(probabilities[i])) for i in order],
         probabilities={name: float(p) for name, p in zip(names, probabilities, strict=True)},
-        **trust_fields(output),
+        **output.trust,
         latency_ms=round(latency_ms, 3),
     )
-
-
-def trust_fields(output: BatchOutput) -> dict[str, Any]:
-    """The prediction set, the out-of-distribution flag and whether to abstain, with the reason.
-
-    A version published without a trust layer answers with none of them and never abstains.
-    """
-    model = output.model
-    trust = model.trust
-    if trust is None or output.in_set is None or output.ood_score is None:
-        empty: dict[str, Any] = {"prediction_set": None, "ood_score": None, "ood": None}
-        return empty | {"abstain": False, "abstain_reason": None}
-    members = np.flatnonzero(output.in_set)
-    members = members[np.argsort(-output.probabilities[members])]
-    prediction_set = [model.class_names[int(i)] for i in members]
-    ood = bool(output.ood_score > trust.ood_threshold)
-    reasons = []
-    if ood:
-        reasons.append(
-            f"out of distribution: {trust.ood_score} score {output.ood_score:.4g} above the threshold "
-            f"{trust.ood_threshold:.4g}"
-        )
-    if model.max_set_size is not None and len(prediction_set) > model.max_set_size:
-        reasons.append(
-            f"{len(prediction_set)} classes are plausible at {1 - trust.alpha:.0%} (at most {model.max_set_size})"
-        )
-    return {
-        "prediction_set": prediction_set,
-        "ood_score": round(output.ood_score, 6),
-        "ood": ood,
-        "abstain": bool(reasons),
-        "abstain_reason": "; ".join(reasons) or None,
-    }
 
 
 def explain_as_pngs(model: ServedModel, checked: CheckedImage) -> tuple[str, str, str]:

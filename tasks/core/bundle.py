@@ -17,6 +17,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from tasks.core.errors import IntegrityError
 from tasks.core.preprocessing import InputSpec
+from tasks.core.shift_regression import SHIFT_REGRESSION_FILE, ShiftRegression
 from tasks.core.signing import verify_signature
 from tasks.core.storage import (
     METADATA_FILE,
@@ -39,6 +40,7 @@ __all__ = [  # the bundle's file names are storage's; they are read from here by
     "METADATA_FILE",
     "MODEL_FILE",
     "REFERENCE_FILE",
+    "SHIFT_REGRESSION_FILE",
     "TRUST_FILE",
     "UAE_FILE",
     "ModelBundle",
@@ -78,6 +80,11 @@ class ModelBundle:
         """Calibration, prediction sets and the out-of-distribution threshold; None for a version without them."""
         path = self.folder / TRUST_FILE
         return TrustModel.load(path) if path.exists() else None
+
+    def load_shift_regression(self) -> ShiftRegression | None:
+        """The monitor's accuracy estimator; None for a version fitted without it."""
+        path = self.folder / SHIFT_REGRESSION_FILE
+        return ShiftRegression.load(path) if path.exists() else None
 
 
 def fetch_bundle(

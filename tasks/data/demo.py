@@ -63,6 +63,7 @@ SMALL_TRAINING = [
     "train.batch_size=32",
     "train.drift.reference_rows=40",
     "train.drift.uae_dim=8",
+    "train.trust.shift_windows=60",
     "dataset.validation.max_property_drift=0.5",
     "dataset.validation.max_label_drift=0.5",
 ]

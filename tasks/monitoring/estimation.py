@@ -1,18 +1,24 @@
-"""Accuracy of a window of served predictions before its labels arrive, from calibrated confidences.
+"""Accuracy of a window of served predictions before its labels arrive.
 
-- **Average confidence** (the default): the mean top calibrated probability. Exact in expectation
-  while the model stays calibrated on the window, whether its images got harder or easier.
+- **Shift regression** (the default, when the version has one): average confidence corrected by the
+  gap a regression predicts from the window's statistics (confidence distribution, out-of-distribution
+  scores, image properties against the calibration images), fitted at training time on the
+  calibration images under synthetic acquisition shifts (tasks/core/shift_regression.py). It sees
+  the brightness, contrast and blur changes that leave the model confidently wrong.
+- **Average confidence**: the mean top calibrated probability. Exact in expectation while the model
+  stays calibrated on the window, whether its images got harder or easier; blind to the shifts above
+  (14 to 38 points off, as is NannyML's CBPE: BENCHMARKS.md).
 - **ATC** (average thresholded confidence, Garg et al., ICLR 2022): on labelled held-out data (the
   version's reference rows), the confidence threshold t at which the share of rows above t equals
   their accuracy; the window's estimate is its share of rows above t. Built for models that are not
   calibrated; after temperature scaling it under-estimates windows of harder images
-  (tests/monitoring/test_estimation.py), so it is reported beside the default, not instead of it.
+  (tests/monitoring/test_estimation.py).
 
-Confidence cannot see a shift that makes the model confidently wrong (a brightness or contrast change
-costs 14 to 38 points of accuracy that every confidence-based estimator, NannyML's CBPE included,
-misses: BENCHMARKS.md). So the interval is honest about it: a percentile bootstrap over the window's
-rows (sampling error), widened downwards by the rows the trust layer flagged out of distribution,
-counted as wrong there, since nothing labelled says how the model does on them.
+Every available estimator is reported; the configured one decides. Intervals: a percentile bootstrap
+over the window's rows (sampling error); for the shift regression, combined with its own error on
+windows it did not fit (95th percentile); for the confidence estimators, widened downwards by the
+rows flagged out of distribution, counted as wrong there, since nothing labelled says how the model
+does on them.
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ESTIMATORS = ("atc", "average_confidence")
+from tasks.core.shift_regression import ShiftRegression
+
+ESTIMATORS = ("shift_regression", "average_confidence", "atc")
+SHIFT_RESAMPLES = 200  # each resample recomputes the window features: fewer than the scalar estimators
 
 
 def atc_threshold(confidence: np.ndarray, correct: np.ndarray) -> float:
@@ -31,10 +40,10 @@ def atc_threshold(confidence: np.ndarray, correct: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class AccuracyEstimate:
-    estimator: str
+    estimator: str  # the one that decided; the configured one, unless the version or window lacks its inputs
     value: float
-    interval: tuple[float, float]  # 95% bootstrap, its low end lowered by the out-of-distribution rows
-    by_estimator: dict[str, float]  # every estimator's value, for comparison
+    interval: tuple[float, float]  # 95%
+    by_estimator: dict[str, float]  # every available estimator's value, for comparison
     ood_share: float | None = None  # share of the window flagged out of distribution
 
     def as_dict(self) -> dict[str, object]:
@@ -47,37 +56,64 @@ class AccuracyEstimate:
         }
 
 
+@dataclass(frozen=True)
+class ShiftInputs:
+    """What the shift regression reads from the window: its scores and properties, row by row."""
+
+    regression: ShiftRegression
+    ood_scores: np.ndarray  # (N,)
+    properties: np.ndarray  # (N, 3) in FEATURE_PROPERTIES order
+
+
 def estimate_accuracy(
-    window_confidence: np.ndarray,
+    window_probabilities: np.ndarray,
     reference_confidence: np.ndarray,
     reference_correct: np.ndarray,
-    estimator: str = "average_confidence",
+    estimator: str = "shift_regression",
     resamples: int = 1000,
     seed: int = 0,
     ood: np.ndarray | None = None,
+    shift: ShiftInputs | None = None,
 ) -> AccuracyEstimate:
-    """The window's accuracy by ``estimator`` with its interval, and every estimator's value.
+    """The window's accuracy by ``estimator`` with its interval, and every available estimator's value.
 
-    ``ood`` (a flag per window row, when the version has a trust layer) lowers the interval's low end
-    to the estimate with every flagged row counted wrong."""
-    if len(reference_correct) == 0:  # nothing labelled to fit ATC's threshold on
-        estimator, threshold = "average_confidence", float("nan")
-    else:
-        threshold = atc_threshold(reference_confidence, reference_correct)
+    ``window_probabilities`` are the served calibrated probabilities (N, C). ``ood`` (a flag per row,
+    when the version has a trust layer) lowers a confidence estimator's low end to its estimate with
+    every flagged row counted wrong. ``shift`` enables the shift regression; without it that estimator
+    falls back to average confidence."""
+    confidence = window_probabilities.max(axis=1)
+    threshold = atc_threshold(reference_confidence, reference_correct) if len(reference_correct) else None
+    point = {"average_confidence": float(confidence.mean())}
+    if threshold is not None:
+        point["atc"] = float((confidence > threshold).mean())
+    if shift is not None:
+        point["shift_regression"] = shift.regression.estimate(window_probabilities, shift.ood_scores, shift.properties)
+    if estimator not in point:  # the version or the window lacks its inputs
+        estimator = "average_confidence"
 
-    def values(confidence: np.ndarray) -> dict[str, float]:
-        atc = float((confidence > threshold).mean()) if threshold == threshold else float("nan")
-        return {"atc": atc, "average_confidence": float(confidence.mean())}
-
-    point = values(window_confidence)
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(window_confidence), size=(resamples, len(window_confidence)))
-    resampled = window_confidence[draws]
-    boot = (resampled > threshold).mean(axis=1) if estimator == "atc" else resampled.mean(axis=1)
-    low, high = np.quantile(boot, [0.025, 0.975])
-    share = None
-    if ood is not None and len(ood) == len(window_confidence):
-        share = float(ood.mean())
-        kept = np.where(ood, 0.0, window_confidence if estimator != "atc" else (window_confidence > threshold))
-        low = min(low, float(kept.mean()))
-    return AccuracyEstimate(estimator, point[estimator], (float(low), float(high)), point, share)
+    if estimator == "shift_regression":
+        assert shift is not None
+        draws = rng.integers(0, len(confidence), size=(SHIFT_RESAMPLES, len(confidence)))
+        features = np.stack(
+            [
+                shift.regression.features(window_probabilities[d], shift.ood_scores[d], shift.properties[d])
+                for d in draws
+            ]
+        )
+        boot = features[:, 0] + shift.regression.gap(features)
+        value = point[estimator]
+        below, above = value - np.quantile(boot, 0.025), np.quantile(boot, 0.975) - value
+        error = shift.regression.residual_95  # the regression's own error, independent of the sampling error
+        low = value - float(np.hypot(max(below, 0.0), error))
+        high = value + float(np.hypot(max(above, 0.0), error))
+    else:
+        draws = rng.integers(0, len(confidence), size=(resamples, len(confidence)))
+        resampled = confidence[draws]
+        boot = (resampled > threshold).mean(axis=1) if estimator == "atc" else resampled.mean(axis=1)
+        low, high = (float(q) for q in np.quantile(boot, [0.025, 0.975]))
+        if ood is not None and len(ood) == len(confidence):
+            kept = np.where(ood, 0.0, (confidence > threshold) if estimator == "atc" else confidence)
+            low = min(low, float(kept.mean()))
+    share = float(ood.mean()) if ood is not None and len(ood) == len(confidence) else None
+    return AccuracyEstimate(estimator, point[estimator], (max(low, 0.0), min(high, 1.0)), point, share)

@@ -13,10 +13,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 
 from configs.schema import MonitorConfig
-from tasks.core.bundle import REFERENCE_FILE, fetch_bundle
+from tasks.core.bundle import REFERENCE_FILE, SHIFT_REGRESSION_FILE, fetch_bundle
 from tasks.core.errors import MlopsError
 from tasks.core.pointer import read_pointer
 from tasks.core.settings import get_settings
+from tasks.core.shift_regression import ShiftRegression
 from tasks.monitoring import reports
 from tasks.monitoring.history import record_run
 from tasks.monitoring.verdict import FAMILY_COUNT, Verdict, decide
@@ -32,6 +33,7 @@ class MonitoringData:
     class_names: list[str]
     reference: Path
     current: Path
+    shift_regression: Path | None = None  # the version's accuracy estimator, when it was fitted with one
 
 
 @task(name="load_monitoring_data", cache_policy=NO_CACHE)
@@ -54,12 +56,27 @@ def load_monitoring_data(name: str, config: MonitorConfig, workdir: Path) -> Mon
         window["created_at"].min(),
         window["created_at"].max(),
     )
-    return MonitoringData(name, pointer.version, bundle.class_names, bundle.folder / REFERENCE_FILE, current)
+    regression = bundle.folder / SHIFT_REGRESSION_FILE
+    return MonitoringData(
+        name,
+        pointer.version,
+        bundle.class_names,
+        bundle.folder / REFERENCE_FILE,
+        current,
+        regression if regression.exists() else None,
+    )
 
 
 @task(name="detect_drift", cache_policy=NO_CACHE)
 def detect_drift(data: MonitoringData, config: MonitorConfig) -> Verdict:
-    verdict = decide(pd.read_parquet(data.reference), pd.read_parquet(data.current), data.class_names, config)
+    regression = ShiftRegression.load(data.shift_regression) if data.shift_regression else None
+    verdict = decide(
+        pd.read_parquet(data.reference),
+        pd.read_parquet(data.current),
+        data.class_names,
+        config,
+        regression=regression,
+    )
     logger = get_run_logger()
     for test in verdict.tests[:FAMILY_COUNT]:
         logger.info("%s: p = %.4g (%s)", test.name, test.p_value, test.method)

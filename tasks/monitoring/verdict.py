@@ -11,9 +11,10 @@ import pandas as pd
 from configs.schema import MonitorConfig
 from tasks.core.image_properties import PROPERTY_COLUMNS
 from tasks.core.prediction_log import bbsd_columns
+from tasks.core.shift_regression import FEATURE_PROPERTIES, ShiftRegression
 from tasks.evaluation.gate import gate_violations
 from tasks.monitoring.drift_tests import TestResult, bonferroni, class_mix_test, ks_test, mmd_permutation_test
-from tasks.monitoring.estimation import AccuracyEstimate, estimate_accuracy
+from tasks.monitoring.estimation import AccuracyEstimate, ShiftInputs, estimate_accuracy
 
 FAMILY_COUNT = 4  # the first tests of a verdict are its families; the rest are the properties' members
 
@@ -95,19 +96,31 @@ def live_performance(current: pd.DataFrame, class_names: list[str]) -> dict[str,
     return metrics
 
 
-def estimated_accuracy(reference: pd.DataFrame, current: pd.DataFrame, config: MonitorConfig) -> AccuracyEstimate:
-    """From the top calibrated probability of each served row, thresholded as on the labelled reference."""
+def estimated_accuracy(
+    reference: pd.DataFrame, current: pd.DataFrame, config: MonitorConfig, regression: ShiftRegression | None = None
+) -> AccuracyEstimate:
+    """From the calibrated probabilities of the served rows (and, with the version's shift regression,
+    their out-of-distribution scores and image properties), before labels."""
     probabilities = [c for c in current.columns if c.startswith("bbsd_")]
     labelled = reference.dropna(subset=["label"])
     correct = (labelled["label"] == labelled["prediction"]).to_numpy()
     flags = current.get("ood")
     ood = None if flags is None or flags.isna().any() else flags.to_numpy(bool)  # a version with a trust layer
+    shift = None
+    signals = ["ood_score", *FEATURE_PROPERTIES]
+    if regression is not None and set(signals) <= set(current) and current[signals].notna().all().all():
+        shift = ShiftInputs(
+            regression,
+            current["ood_score"].to_numpy(float),
+            current[list(FEATURE_PROPERTIES)].to_numpy(float),
+        )
     return estimate_accuracy(
-        current[probabilities].to_numpy(float).max(axis=1),
+        current[probabilities].to_numpy(float),
         labelled[probabilities].to_numpy(float).max(axis=1),
         correct,
         config.accuracy_estimator,
         ood=ood,
+        shift=shift,
     )
 
 
@@ -125,7 +138,12 @@ def set_coverage(current: pd.DataFrame) -> float | None:
 
 
 def decide(
-    reference: pd.DataFrame, current: pd.DataFrame, class_names: list[str], config: MonitorConfig, seed: int = 0
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    class_names: list[str],
+    config: MonitorConfig,
+    seed: int = 0,
+    regression: ShiftRegression | None = None,
 ) -> Verdict:
     """Drift when the family-wise p-value (Bonferroni over four families) is below alpha;
     a performance breach when labelled accuracy or recall break their thresholds, or too few labels."""
@@ -135,7 +153,7 @@ def decide(
     labelled = int(current["label"].notna().sum())
     measurable = {name: bound for name, bound in config.thresholds.items() if name in performance}
     violations = gate_violations(performance, measurable)
-    estimate = estimated_accuracy(reference, current, config)
+    estimate = estimated_accuracy(reference, current, config, regression)
     if labelled < config.min_labelled and "accuracy" in config.thresholds:  # the estimate stands in for labels
         found = gate_violations({"accuracy": estimate.value}, {"accuracy": config.thresholds["accuracy"]})
         violations += [f"estimated ({estimate.estimator}, before labels): {v}" for v in found]

@@ -14,7 +14,16 @@ from tasks.core.errors import MlopsError
 from tasks.core.image_properties import PROPERTY_COLUMNS
 from tasks.core.prediction_log import add_missing_columns, bbsd_columns, feedback, predictions, uae_columns
 
-WINDOW_COLUMNS = ["id", "created_at", "predicted_label", "label", "label_created_at", "prediction_set", "ood"]
+WINDOW_COLUMNS = [
+    "id",
+    "created_at",
+    "predicted_label",
+    "label",
+    "label_created_at",
+    "prediction_set",
+    "ood",
+    "ood_score",
+]
 
 
 class EmptyWindowError(MlopsError):

@@ -20,7 +20,9 @@ from sklearn.covariance import LedoitWolf
 
 from configs.schema import FlowConfig, TrustConfig
 from tasks.core.bundle import CLASSIFIER_OUTPUT, EMBEDDING_LAYER
+from tasks.core.image_properties import decode_original
 from tasks.core.preprocessing import InputSpec
+from tasks.core.shift_regression import ShiftRegression
 from tasks.core.trust import (
     COMBINED,
     TrustModel,
@@ -30,6 +32,7 @@ from tasks.core.trust import (
     softmax,
 )
 from tasks.data.pipeline import labelled_batches
+from tasks.training.synthetic_shifts import SyntheticWindows, fit_shift_regression, synthetic_windows
 
 
 def calibration_rows(table: pd.DataFrame, config: FlowConfig) -> pd.DataFrame:
@@ -152,3 +155,64 @@ def fit_trust(
         "calibration/ood_threshold": threshold,
     }
     return FittedTrust(fitted, metrics)
+
+
+def synthetic_windows_of(
+    classifier: keras.Model,
+    trust: TrustModel,
+    data_dir: Path,
+    table: pd.DataFrame,
+    class_names: list[str],
+    spec: InputSpec,
+    config: FlowConfig,
+) -> SyntheticWindows:
+    """The calibration rows under ``train.trust.shift_windows`` synthetic shifts, through the version."""
+    settings = config.train.trust
+    rows = calibration_rows(table, config)
+    originals = [decode_original((data_dir / path).read_bytes()) for path in rows["path"]]
+    labels = rows["label"].map({name: index for index, name in enumerate(class_names)}).to_numpy()
+    extractor = feature_model(classifier)
+
+    def predict(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        features = np.concatenate(
+            [
+                extractor(tf.cast(inputs[start : start + 512], tf.float32), training=False).numpy()
+                for start in range(0, len(inputs), 512)
+            ]
+        ).astype(np.float64)
+        logits = trust.logits(features)
+        return trust.calibrated(logits), trust.ood_scores(features, logits)
+
+    return synthetic_windows(
+        originals,
+        labels,
+        predict,
+        spec,
+        trust.ood_threshold,
+        settings.shift_windows,
+        settings.shift_window_rows,
+        config.train.seed,
+    )
+
+
+def fit_accuracy_regression(
+    classifier: keras.Model,
+    trust: TrustModel,
+    data_dir: Path,
+    table: pd.DataFrame,
+    class_names: list[str],
+    spec: InputSpec,
+    config: FlowConfig,
+) -> tuple[ShiftRegression, dict[str, float]] | None:
+    """The monitor's accuracy estimator (tasks/core/shift_regression.py), fitted on the calibration rows
+    under synthetic shifts; None when ``train.trust.shift_windows`` is 0."""
+    if config.train.trust.shift_windows == 0:
+        return None
+    windows = synthetic_windows_of(classifier, trust, data_dir, table, class_names, spec, config)
+    regression, error_points = fit_shift_regression(windows, config.train.seed)
+    metrics = {
+        "estimator/windows": float(len(windows.accuracy)),
+        "estimator/out_of_fold_error_points": error_points,
+        "estimator/residual_95": regression.residual_95,
+    }
+    return regression, metrics

@@ -15,6 +15,7 @@ from configs.schema import FlowConfig
 from tasks.core import tracking
 from tasks.core.bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, TRUST_FILE, UAE_FILE
 from tasks.core.progress import progress
+from tasks.core.shift_regression import SHIFT_REGRESSION_FILE
 from tasks.core.signing import load_private_key
 from tasks.core.storage import publish_version
 from tasks.core.tracking import TrackingRun
@@ -23,7 +24,7 @@ from tasks.data.dataset import DatasetRef
 from tasks.data.pipeline import evaluation_batches, image_dataset
 from tasks.data.tasks import progress_artifact
 from tasks.training import drift_reference
-from tasks.training.calibration import fit_trust
+from tasks.training.calibration import fit_accuracy_regression, fit_trust
 from tasks.training.fit import MlflowEpochLogger, plot_curves, train_classifier
 from tasks.training.metadata import TrainedModel, input_spec, model_metadata, write_metadata
 from tasks.training.models import build_uae
@@ -68,6 +69,19 @@ def calibrate_model(
     fitted.trust.save(trained.bundle_dir / TRUST_FILE)
     run.log_metrics(fitted.metrics)
     trained.metrics.update(fitted.metrics)
+    estimator = fit_accuracy_regression(
+        classifier, fitted.trust, ref.data_dir, table, trained.class_names, input_spec(config), config
+    )
+    if estimator is not None:
+        regression, estimator_metrics = estimator
+        regression.save(trained.bundle_dir / SHIFT_REGRESSION_FILE)
+        run.log_metrics(estimator_metrics)
+        trained.metrics.update(estimator_metrics)
+        get_run_logger().info(
+            "Accuracy estimator fitted on %d synthetic shifted windows: out-of-fold error %.2f points",
+            int(estimator_metrics["estimator/windows"]),
+            estimator_metrics["estimator/out_of_fold_error_points"],
+        )
     get_run_logger().info(
         "Calibrated on %d images: temperature %.3f, ECE %.4f -> %.4f, mean set size %.2f at alpha %s",
         int(fitted.metrics["calibration/rows"]),

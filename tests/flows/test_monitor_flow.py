@@ -128,9 +128,11 @@ def test_monitor_flow_stays_quiet_on_fashion_and_flags_digits(
     verdict = json.loads(Path(alarmed.reports["verdict.json"]).read_text())
     assert {t["name"] for t in verdict["tests"]} >= {"UAE embedding", "BBSD softmax", "class mix", "image properties"}
     assert "only 0 labelled predictions" in " ".join(verdict["violations"])
-    # Before any label: the window's accuracy estimated from calibrated confidences, with its interval.
+    # Before any label: the window's accuracy estimated by the version's shift regression, with its interval,
+    # the confidence-based estimators beside it.
     low, high = verdict["estimated_accuracy_interval"]
-    assert 0 <= low <= verdict["estimated_accuracy"] <= high <= 1 and verdict["estimator"] == "average_confidence"
+    assert 0 <= low <= verdict["estimated_accuracy"] <= high <= 1 and verdict["estimator"] == "shift_regression"
+    assert set(verdict["estimators"]) == {"shift_regression", "average_confidence", "atc"}
     # The quiet window had labels for every row: its sets' coverage of them is reported.
     assert quiet.set_coverage is not None and quiet.set_coverage > 0.5
     workspace = Path(service_env["MLOPS_HOME"]) / "evidently"

@@ -53,6 +53,7 @@ def test_train_flow_records_registers_and_publishes(prefect_api: None, state_dir
         "reference_features.parquet",
         "metadata.yaml",
         "trust.npz",
+        "shift_regression.npz",
     }
     folder = Path(result.storage_uri)
     metadata = yaml.safe_load((folder / "metadata.yaml").read_text())
@@ -62,6 +63,8 @@ def test_train_flow_records_registers_and_publishes(prefect_api: None, state_dir
     # Calibrated on a share of the validation split that early stopping did not see.
     assert metadata["trust"]["alpha"] == 0.05 and result.metrics["calibration/rows"] > 0
     assert 0.05 < result.metrics["calibration/temperature"] < 20
+    # The monitor's accuracy estimator, fitted on the calibration rows under synthetic shifts.
+    assert result.metrics["estimator/windows"] == 60 and 0 < result.metrics["estimator/residual_95"] < 1
     reference = pd.read_parquet(folder / "reference_features.parquet")
     assert len(reference) == 40 and {"label", "prediction", "bbsd_9", "uae_7", "brightness", "sha256"} <= set(reference)
     assert reference[[f"bbsd_{i}" for i in range(10)]].sum(axis=1).round(4).eq(1.0).all()

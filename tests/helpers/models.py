@@ -9,12 +9,20 @@ import numpy as np
 import yaml
 
 from configs.schema import ModelConfig
-from tasks.core.bundle import EMBEDDING_LAYER, METADATA_FILE, MODEL_FILE, REFERENCE_FILE, TRUST_FILE, UAE_FILE
+from tasks.core.bundle import (
+    EMBEDDING_LAYER,
+    METADATA_FILE,
+    MODEL_FILE,
+    REFERENCE_FILE,
+    SHIFT_REGRESSION_FILE,
+    TRUST_FILE,
+    UAE_FILE,
+)
 from tasks.core.preprocessing import InputSpec, preprocess
 from tasks.core.trust import TrustModel
 from tasks.data.dataset import class_names, properties_table, read_manifest, select_split
 from tasks.data.pipeline import evaluation_batches, image_dataset
-from tasks.training.calibration import fit_trust
+from tasks.training.calibration import fit_accuracy_regression, fit_trust
 from tasks.training.drift_reference import build_reference_features
 from tasks.training.fit import compile_model
 from tasks.training.models import build_classifier, build_uae
@@ -42,6 +50,9 @@ def build_bundle(folder: Path, data_dir: Path, seed: int) -> None:
     config = tiny_config(data_dir.parent, f"train.seed={seed}")
     trust = fit_trust(model, data_dir, manifest, names, SPEC, config).trust
     trust.save(folder / TRUST_FILE)
+    estimator = fit_accuracy_regression(model, trust, data_dir, manifest, names, SPEC, config)
+    assert estimator is not None  # the tiny configs fit it on a few synthetic windows
+    estimator[0].save(folder / SHIFT_REGRESSION_FILE)
     held_out = select_split(manifest, "validation", None, seed)
     properties = properties_table(data_dir, held_out)
     features = build_reference_features(model, encoder, data_dir, held_out, properties, names, SPEC, trust)
