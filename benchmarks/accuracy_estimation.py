@@ -115,7 +115,7 @@ def main() -> int:
     from tasks.core.shift_regression import FEATURE_PROPERTIES
     from tasks.data.dataset import read_manifest
     from tasks.monitoring.estimation import ShiftInputs, estimate_accuracy
-    from tasks.training.calibration import fit_accuracy_regression, synthetic_windows_of
+    from tasks.training.calibration import synthetic_windows_of
     from tasks.training.synthetic_shifts import fit_shift_regression
 
     bundle = bundle_with_trust(args.version)
@@ -134,11 +134,8 @@ def main() -> int:
     manifest = read_manifest(data_dir)
     config = load_config(ROOT / "configs" / "full_flow_config.yaml")  # the calibration rows training used
     synthetic = synthetic_windows_of(classifier, trust, data_dir, manifest, names, bundle.input_spec, config)
-    regression = bundle.load_shift_regression()
-    if regression is None:
-        fitted = fit_accuracy_regression(classifier, trust, data_dir, manifest, names, bundle.input_spec, config)
-        assert fitted is not None
-        regression = fitted[0]
+    # The version's own; for a version published without one, fitted here exactly as training fits it.
+    regression = bundle.load_shift_regression() or fit_shift_regression(synthetic, config.train.seed)[0]
     left_out = {
         family: fit_shift_regression(synthetic, config.train.seed, leave_out=family)[0] for family in FAMILY_OF.values()
     }

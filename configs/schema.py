@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from configs.metrics import is_live_metric, known_metrics, metric_direction
+from configs.metrics import TRUST_METRICS, is_live_metric, known_metrics, metric_direction
 from tasks.core.errors import ConfigError
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -136,7 +136,7 @@ class TrustConfig(StrictModel):
     feature_rows: PositiveInt = Field(10_000, description="training images the class means and covariance come from")
     max_set_size: PositiveInt | None = Field(3, description="abstain when the prediction set is larger")
     shift_windows: NonNegativeInt = Field(
-        800, description="synthetic shifted windows the accuracy estimate learns from (0: average confidence only)"
+        1600, description="synthetic shifted windows the accuracy estimate learns from (0: average confidence only)"
     )
     shift_window_rows: PositiveInt = Field(300, description="calibration images in each synthetic window")
 
@@ -197,11 +197,19 @@ class EvaluateConfig(StrictModel):
 
 
 class DeployConfig(StrictModel):
-    """Promotion rule: the challenger may trail the champion by at most ``margin`` on ``metric``
-    (trail: lower for a metric that is better higher, such as accuracy; higher for one better lower, such as ece)."""
+    """Promotion rule: champion and challenger predict the same split, and the challenger is promoted only
+    when the one-sided ``confidence`` lower bound of its paired difference on ``metric`` is above
+    ``-margin`` (difference oriented so positive is better: higher accuracy, lower ece), and on every
+    slice (each class, brightness and contrast terciles) above ``-slice_margin``."""
 
     metric: str = "accuracy"
     margin: Annotated[float, Field(ge=0.0)] = 0.005
+    confidence: Annotated[float, Field(ge=0.5, lt=1.0)] = 0.95
+    slice_margin: Annotated[float, Field(ge=0.0)] | None = Field(
+        0.03, description="per slice; null: judge the whole split only"
+    )
+    min_slice_rows: PositiveInt = Field(30, description="smaller slices are reported, not judged")
+    resamples: Annotated[int, Field(ge=100)] = 2000
     monitor_cron: Annotated[str, AfterValidator(_check_cron)] = "0 6 * * 1"
     reload_urls: list[str] = Field(default_factory=list)
 
@@ -210,6 +218,10 @@ class DeployConfig(StrictModel):
     def _known_metric(cls, metric: str) -> str:
         if metric_direction(metric) is None:
             raise ValueError(f"{metric!r} is not a metric evaluation computes; use one of {known_metrics()}")
+        if metric.split("/")[0] in TRUST_METRICS:
+            raise ValueError(
+                f"{metric!r} needs the trust layer's sets or flags; compare on a metric of the predictions"
+            )
         return metric
 
 

@@ -1,6 +1,8 @@
-"""Deploy flow: promote the challenger only if it passed the gate and holds up against the champion."""
+"""Deploy flow: promote the challenger only if it passed the gate and is shown non-inferior to the champion."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
@@ -30,6 +32,7 @@ class DeployResult(BaseModel):
     challenger_metrics: dict[str, float]
     champion_metrics: dict[str, float] | None
     comparison_figure: str | None = None  # artifact path in the deploy run (run_id)
+    non_inferiority: dict[str, Any] | None = None  # every interval the decision rests on (gate/non_inferiority.json)
 
 
 @flow(name="deploy")
@@ -70,4 +73,5 @@ def deploy_flow(
         challenger_metrics=decision.challenger_metrics,
         champion_metrics=decision.champion_metrics,
         comparison_figure=comparison,
+        non_inferiority=decision.comparison.as_dict() if decision.comparison else None,
     )

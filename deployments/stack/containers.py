@@ -535,7 +535,12 @@ def latest_verdict() -> dict[str, Any]:
 
 
 # Sized for the small demo dataset: seconds of training, a gate a model that learned clears.
-DEMO_TRAINING = [*SMALL_TRAINING, "evaluate.thresholds={accuracy: [0.45, lower]}", "deploy.margin=1.0"]
+DEMO_TRAINING = [
+    *SMALL_TRAINING,
+    "evaluate.thresholds={accuracy: [0.45, lower]}",
+    "deploy.margin=1.0",
+    "deploy.slice_margin=1.0",
+]
 DEMO_MONITOR = ["monitor.window_size=200", "monitor.min_labelled=20", "monitor.thresholds={}"]
 
 

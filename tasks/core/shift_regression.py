@@ -25,6 +25,7 @@ import numpy as np
 
 SHIFT_REGRESSION_FILE = "shift_regression.npz"
 FEATURE_PROPERTIES = ("brightness", "contrast", "sharpness")  # columns of the prediction log
+FIRST_SHIFT_FEATURE = 5  # FEATURE_NAMES from here on describe the shift, not the confidences
 OOD_CLIP = (-5.0, 50.0)  # a few extreme scores must not carry a window's mean
 FEATURE_NAMES = (
     "mean confidence",
@@ -86,6 +87,8 @@ class ShiftRegression:
     depth: int
     residual_95: float  # 95th percentile of |out-of-fold error| on the synthetic windows
     families: tuple[str, ...]  # the shifts it learned from
+    feature_low: np.ndarray  # (F,) the range of each feature over the synthetic windows:
+    feature_high: np.ndarray  # outside it the regression extrapolates
 
     def features(self, probabilities: np.ndarray, ood_scores: np.ndarray, properties: np.ndarray) -> np.ndarray:
         return window_features(
@@ -105,6 +108,15 @@ class ShiftRegression:
             node = np.where(inner, child, node)
         return np.asarray(self.learning_rate * self.value[trees, node].sum(axis=0))
 
+    def covers(self, features: np.ndarray) -> bool:
+        """Whether the window's shift (its out-of-distribution scores and image properties) lies within the
+        range of the shifts it was fitted on; beyond it the regression extrapolates. Its confidences may
+        differ: easier or harder images are what the confidence features are for."""
+        shift = slice(FIRST_SHIFT_FEATURE, None)
+        return bool(
+            np.all((features[shift] >= self.feature_low[shift]) & (features[shift] <= self.feature_high[shift]))
+        )
+
     def estimate(self, probabilities: np.ndarray, ood_scores: np.ndarray, properties: np.ndarray) -> float:
         features = self.features(probabilities, ood_scores, properties)
         return float(np.clip(features[0] + self.gap(features[None, :])[0], 0.0, 1.0))
@@ -115,7 +127,17 @@ class ShiftRegression:
             buffer,
             **{
                 name: getattr(self, name)
-                for name in ("property_mean", "property_std", "feature", "threshold", "left", "right", "value")
+                for name in (
+                    "property_mean",
+                    "property_std",
+                    "feature",
+                    "threshold",
+                    "left",
+                    "right",
+                    "value",
+                    "feature_low",
+                    "feature_high",
+                )
             },
             ood_threshold=self.ood_threshold,
             learning_rate=self.learning_rate,
@@ -142,4 +164,6 @@ class ShiftRegression:
                 depth=int(saved["depth"]),
                 residual_95=float(saved["residual_95"]),
                 families=tuple(str(f) for f in saved["families"]),
+                feature_low=saved["feature_low"].astype(np.float64),
+                feature_high=saved["feature_high"].astype(np.float64),
             )

@@ -1,5 +1,6 @@
-"""Champion and challenger: a challenger is promoted only if it passed the gate and is not worse
-than the champion, on the same split, by more than the configured margin.
+"""Champion and challenger: a challenger is promoted only if it passed the quality gate and, against
+the champion, the paired non-inferiority test (tasks/deployment/noninferiority.py) on the same images:
+overall on ``deploy.metric`` and on every pre-declared slice.
 
 "Worse" follows the metric's direction: lower accuracy, or higher ECE, is worse.
 """
@@ -8,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from configs.metrics import metric_direction
-from configs.schema import DeployConfig, Thresholds
+from configs.schema import Thresholds
+from tasks.deployment.noninferiority import NonInferiority
 from tasks.evaluation.gate import gate_violations
 
 
@@ -23,6 +24,7 @@ class PromotionDecision:
     champion: str | None
     challenger_metrics: dict[str, float]
     champion_metrics: dict[str, float] | None = None
+    comparison: NonInferiority | None = None  # the intervals the decision rests on
 
     @property
     def champion_after(self) -> str | None:
@@ -41,25 +43,27 @@ def decide_promotion(
     challenger_metrics: dict[str, float],
     champion_metrics: dict[str, float] | None,
     thresholds: Thresholds,
-    rule: DeployConfig,
+    comparison: NonInferiority | None,
 ) -> PromotionDecision:
-    """Refuse a challenger that breaks the gate or trails the champion by more than the margin."""
+    """Refuse a challenger that breaks the gate or is not shown non-inferior to the champion."""
 
     def decided(promote: bool, reason: str) -> PromotionDecision:
-        return PromotionDecision(promote, reason, challenger, champion, challenger_metrics, champion_metrics)
+        return PromotionDecision(
+            promote, reason, challenger, champion, challenger_metrics, champion_metrics, comparison
+        )
 
     violations = gate_violations(challenger_metrics, thresholds)
-    metric = rule.metric
     if violations:
         return decided(False, f"failed the quality gate: {'; '.join(violations)}")
-    if metric not in challenger_metrics:
-        return decided(False, f"deploy.metric {metric!r} was not computed")
-    if champion is None or champion_metrics is None:
-        return decided(True, f"no champion yet; challenger {metric} = {challenger_metrics[metric]:.4f}")
-    ahead = challenger_metrics[metric] - champion_metrics[metric]
-    if metric_direction(metric) == "lower":
-        ahead = -ahead
-    comparison = f"challenger {metric} {challenger_metrics[metric]:.4f} vs champion {champion_metrics[metric]:.4f}"
-    if ahead < -rule.margin:
-        return decided(False, f"{comparison}: worse by {-ahead:.4f}, more than the margin {rule.margin}")
-    return decided(True, f"{comparison}: within the margin {rule.margin} or better")
+    if champion is None or comparison is None:
+        return decided(True, "passed the quality gate; no champion yet")
+    overall = comparison.overall
+    if not comparison.passed:
+        failures = "; ".join(failure.describe() for failure in comparison.failures)
+        return decided(False, f"not shown non-inferior to version {champion}: {failures}")
+    judged = sum(s.judged for s in comparison.slices)
+    return decided(
+        True,
+        f"non-inferior to version {champion}: {overall.describe()}; all {judged} judged slices within "
+        f"{comparison.slices[0].margin if comparison.slices else overall.margin}",
+    )

@@ -26,9 +26,29 @@ def summary_markdown(trained: Any, evaluation: Any | None, deployed: Any | None,
     if deployed.champion_metrics and deployed.champion_before != trained.version:
         lines += ["", f"Challenger v{trained.version} against champion v{deployed.champion_before}, same split:", ""]
         lines += comparison_markdown(evaluation.metrics, deployed.champion_metrics)
+        if deployed.non_inferiority:
+            lines += ["", *non_inferiority_markdown(deployed.non_inferiority)]
         if deployed.comparison_figure:
             lines += ["", f"Figure: `{deployed.comparison_figure}` in the MLflow deploy run `{deployed.run_id}`."]
         return "\n".join(lines)
     lines += ["", "| metric | challenger |", "|---|---|"]
     lines += [f"| {name} | {evaluation.metrics[name]:.4f} |" for name in HEADLINE_METRICS if name in evaluation.metrics]
     return "\n".join(lines)
+
+
+def non_inferiority_markdown(evidence: dict[str, Any]) -> list[str]:
+    """The paired test's overall row and every slice that was judged, worst lower bound first."""
+    judged = [s for s in evidence["slices"] if s["judged"]]
+    rows = [evidence["overall"], *sorted(judged, key=lambda s: s["lower_bound"] + s["margin"])]  # nearest failing first
+    lines = [
+        f"Paired non-inferiority ({rows[0]['confidence']:.0%} one-sided; slices Bonferroni-corrected):",
+        "",
+        "| scope | metric | rows | challenger | champion | difference | lower bound | margin | passed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['scope']} | {r['metric']} | {r['rows']} | {r['challenger']:.4f} | {r['champion']:.4f} | "
+        f"{r['difference']:+.4f} | {r['lower_bound']:+.4f} | {r['margin']} | {'yes' if r['passed'] else '**no**'} |"
+        for r in rows
+    ]
+    return lines

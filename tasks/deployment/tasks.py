@@ -6,22 +6,26 @@ import re
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.variables import Variable
 
 from configs.schema import FlowConfig
+from tasks.core.image_properties import file_properties
 from tasks.core.pointer import ProductionPointer
 from tasks.core.settings import get_settings
 from tasks.core.tracking import TrackingRun
+from tasks.data.dataset import DatasetRef
 from tasks.data.tasks import resolve_dataset
 from tasks.deployment.comparison import plot_champion_vs_challenger
+from tasks.deployment.noninferiority import NonInferiority, non_inferiority
 from tasks.deployment.notify import notify_services
 from tasks.deployment.prefect_deployments import apply_all
 from tasks.deployment.promotion import PromotionDecision, already_champion, decide_promotion
 from tasks.deployment.release import release_version
-from tasks.evaluation.tasks import evaluate_model
+from tasks.evaluation.tasks import Evaluation, evaluate_model
 
 # What the deploy flow keeps applied: the weekly monitor, and the full flow it may start on
 # confirmed drift. Training has its own pool so its worker can run on another host.
@@ -34,19 +38,64 @@ def judge_challenger(
     challenger_metrics: dict[str, float] | None,
     run: TrackingRun,
 ) -> PromotionDecision:
-    """Both versions on the same split (the challenger's metrics reused when given), then the verdict.
+    """Both versions on the same split, then the verdict: the quality gate, and against a champion the
+    paired non-inferiority test on the images both predicted (``challenger_metrics`` from an evaluate
+    flow spare measuring a first version twice; against a champion the rows are needed again).
 
     "Already the champion" is settled before the dataset is resolved or anything evaluated.
     """
     if champion == challenger:
         return already_champion(challenger, challenger_metrics or {})
     ref = resolve_dataset(config.dataset, run)
-    if challenger_metrics is None:
-        challenger_metrics = evaluate_model(config, ref, challenger, run, "challenger_").metrics
-    champion_metrics = evaluate_model(config, ref, champion, run, "champion_").metrics if champion else None
-    return decide_promotion(
-        challenger, champion, challenger_metrics, champion_metrics, config.evaluate.thresholds, config.deploy
+    thresholds = config.evaluate.thresholds
+    if champion is None:
+        if challenger_metrics is None:
+            challenger_metrics = evaluate_model(config, ref, challenger, run, "challenger_").metrics
+        return decide_promotion(challenger, None, challenger_metrics, None, thresholds, None)
+    ours = evaluate_model(config, ref, challenger, run, "challenger_")
+    theirs = evaluate_model(config, ref, champion, run, "champion_")
+    comparison = compare_on_same_images(config, ref, ours, theirs, run)
+    return decide_promotion(challenger, champion, ours.metrics, theirs.metrics, thresholds, comparison)
+
+
+@task(name="compare_on_same_images", cache_policy=NO_CACHE)
+def compare_on_same_images(
+    config: FlowConfig, ref: DatasetRef, challenger: Evaluation, champion: Evaluation, run: TrackingRun
+) -> NonInferiority:
+    """The paired non-inferiority test of the two evaluations, logged with every interval."""
+    rule = config.deploy
+    ours, theirs = (pd.read_parquet(e.predictions) for e in (challenger, champion) if e.predictions is not None)
+    theirs = theirs.set_index("path").loc[ours["path"]].reset_index()  # the same image on each row
+    names = [c.removeprefix("p_") for c in ours.columns if c.startswith("p_")]
+    labels = ours["label"].map({name: index for index, name in enumerate(names)}).to_numpy()
+    properties = pd.DataFrame([file_properties(ref.data_dir / path) for path in ours["path"]])
+    comparison = non_inferiority(
+        labels,
+        ours[[f"p_{n}" for n in names]].to_numpy(float),
+        theirs[[f"p_{n}" for n in names]].to_numpy(float),
+        names,
+        rule.metric,
+        rule.margin,
+        rule.slice_margin,
+        rule.confidence,
+        rule.resamples,
+        properties,
+        rule.min_slice_rows,
+        config.train.seed,
     )
+    run.log_dict(comparison.as_dict(), "gate/non_inferiority.json")
+    run.log_metrics(
+        {
+            "gate/difference": comparison.overall.difference,
+            "gate/lower_bound": comparison.overall.lower_bound,
+            "gate/slices_failed": float(len([s for s in comparison.slices if not s.passed])),
+        }
+    )
+    logger = get_run_logger()
+    logger.info("Non-inferiority %s", comparison.overall.describe())
+    for failure in comparison.failures:
+        logger.warning("Not non-inferior: %s", failure.describe())
+    return comparison
 
 
 COMPARISON_FIGURE = "comparison/champion_vs_challenger.png"

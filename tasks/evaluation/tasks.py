@@ -33,6 +33,7 @@ class Evaluation:
     split: str
     rows: int
     metrics: dict[str, float]
+    predictions: Path | None = None  # per image: path, label, prediction, probabilities (parquet)
 
 
 @task(name="resolve_model_version", cache_policy=NO_CACHE)
@@ -82,14 +83,15 @@ def evaluate_model(
         metrics["ece"],
     )
     run.log_metrics(finite_metrics(metrics, log_prefix))
-    _log_plots_and_predictions(predictions, ref.data_dir, run, version)
+    saved = _log_plots_and_predictions(predictions, ref.data_dir, run, version)
     for key in HEADLINE_METRICS:
         run.client.set_model_version_tag(config.model.name, version, f"eval.{split}.{key}", f"{metrics[key]:.6f}")
     run.client.set_model_version_tag(config.model.name, version, f"eval.{split}.dataset_commit", ref.commit)
-    return Evaluation(split, len(rows), metrics)
+    return Evaluation(split, len(rows), metrics, saved)
 
 
-def _log_plots_and_predictions(predictions: Predictions, data_dir: Path, run: TrackingRun, version: str) -> None:
+def _log_plots_and_predictions(predictions: Predictions, data_dir: Path, run: TrackingRun, version: str) -> Path:
+    """The plots and the per-image predictions in MLflow; the predictions' local file."""
     folder = run.workdir / f"evaluation_v{version}"
     folder.mkdir(parents=True, exist_ok=True)
     files = [
@@ -100,6 +102,7 @@ def _log_plots_and_predictions(predictions: Predictions, data_dir: Path, run: Tr
     ]
     for path in files:
         run.log_artifact(path, f"evaluation/v{version}")
+    return files[-1]
 
 
 def _save_predictions(predictions: Predictions, path: Path) -> Path:

@@ -14,7 +14,9 @@
   calibrated; after temperature scaling it under-estimates windows of harder images
   (tests/monitoring/test_estimation.py).
 
-Every available estimator is reported; the configured one decides. Intervals: a percentile bootstrap
+Every available estimator is reported; the configured one decides. The estimate is marked reliable
+when the shift regression's window lies within the range of the synthetic windows it was fitted on,
+or, for the confidence estimators, when the window did not drift. Intervals: a percentile bootstrap
 over the window's rows (sampling error); for the shift regression, combined with its own error on
 windows it did not fit (95th percentile); for the confidence estimators, widened downwards by the
 rows flagged out of distribution, counted as wrong there, since nothing labelled says how the model
@@ -45,6 +47,7 @@ class AccuracyEstimate:
     interval: tuple[float, float]  # 95%
     by_estimator: dict[str, float]  # every available estimator's value, for comparison
     ood_share: float | None = None  # share of the window flagged out of distribution
+    within_fit: bool | None = None  # shift regression: the window looks like the shifted windows it learned from
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -53,6 +56,7 @@ class AccuracyEstimate:
             "estimator": self.estimator,
             "estimators": self.by_estimator,
             "ood_share": self.ood_share,
+            "within_fit": self.within_fit,
         }
 
 
@@ -92,6 +96,7 @@ def estimate_accuracy(
         estimator = "average_confidence"
 
     rng = np.random.default_rng(seed)
+    within_fit = None
     if estimator == "shift_regression":
         assert shift is not None
         draws = rng.integers(0, len(confidence), size=(SHIFT_RESAMPLES, len(confidence)))
@@ -103,6 +108,9 @@ def estimate_accuracy(
         )
         boot = features[:, 0] + shift.regression.gap(features)
         value = point[estimator]
+        within_fit = shift.regression.covers(
+            shift.regression.features(window_probabilities, shift.ood_scores, shift.properties)
+        )
         below, above = value - np.quantile(boot, 0.025), np.quantile(boot, 0.975) - value
         error = shift.regression.residual_95  # the regression's own error, independent of the sampling error
         low = value - float(np.hypot(max(below, 0.0), error))
@@ -116,4 +124,5 @@ def estimate_accuracy(
             kept = np.where(ood, 0.0, (confidence > threshold) if estimator == "atc" else confidence)
             low = min(low, float(kept.mean()))
     share = float(ood.mean()) if ood is not None and len(ood) == len(confidence) else None
-    return AccuracyEstimate(estimator, point[estimator], (max(low, 0.0), min(high, 1.0)), point, share)
+    interval = (max(low, 0.0), min(high, 1.0))
+    return AccuracyEstimate(estimator, point[estimator], interval, point, share, within_fit)

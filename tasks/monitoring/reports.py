@@ -33,10 +33,12 @@ def evidently_snapshot(reference: pd.DataFrame, current: pd.DataFrame, class_nam
     report = Report([DataDriftPreset(columns=columns)])
     tags = ["drift" if verdict.drift else "no-drift", "breach" if verdict.performance_breach else "ok"]
     metadata = {"family_p_value": f"{verdict.p_value:.6f}", "alpha": str(verdict.alpha)}
-    if verdict.estimate is not None:  # before labels: the window's accuracy from calibrated confidences
+    if verdict.estimate is not None:  # before labels: the window's accuracy, estimated
         low, high = verdict.estimate.interval
         metadata["estimated_accuracy"] = f"{verdict.estimate.value:.4f}"
         metadata["estimated_accuracy_interval"] = f"{low:.4f}..{high:.4f}"
+        metadata["accuracy_estimator"] = verdict.estimate.estimator
+        metadata["estimate_reliable"] = str(verdict.estimate_reliable).lower()
     return report.run(
         current_data=Dataset.from_pandas(current[columns], data_definition=definition),
         reference_data=Dataset.from_pandas(reference[columns], data_definition=definition),
@@ -129,6 +131,10 @@ def send_webhook(url: str, payload: dict[str, Any], attempts: int = 3) -> bool:
     return ok
 
 
+EXTRAPOLATES = "The window's shift lies outside the synthetic shifts the estimator learned from: it extrapolates."
+DRIFTED = "The window drifted: the estimate assumes calibration holds and may be optimistic."
+
+
 def verdict_markdown(name: str, version: str, verdict: Verdict, outputs: dict[str, str]) -> str:
     state = "DRIFT" if verdict.drift else "no drift"
     lines = [
@@ -150,13 +156,10 @@ def verdict_markdown(name: str, version: str, verdict: Verdict, outputs: dict[st
         lines += [
             "",
             f"Estimated accuracy before labels ({verdict.estimate.estimator}): **{verdict.estimate.value:.4f}** "
-            f"(95% interval {low:.4f} to {high:.4f}; {others})."
-            + (
-                " The window drifted: the estimate assumes calibration holds and may be optimistic."
-                if verdict.drift
-                else ""
-            ),
+            f"(95% interval {low:.4f} to {high:.4f}; {others}).",
         ]
+        if not verdict.estimate_reliable:
+            lines[-1] += " " + (EXTRAPOLATES if verdict.estimate.estimator == "shift_regression" else DRIFTED)
     if verdict.set_coverage is not None:
         lines += ["", f"Prediction sets held the feedback label in {verdict.set_coverage:.1%} of labelled rows."]
     if verdict.performance:

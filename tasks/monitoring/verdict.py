@@ -37,6 +37,14 @@ class Verdict:
     def alarm(self) -> bool:
         return self.drift or self.performance_breach
 
+    @property
+    def estimate_reliable(self) -> bool:
+        """The shift regression vouches for windows like those it learned from; confidence alone cannot see
+        a shift that leaves the model confidently wrong, so without it a drifted window is not vouched for."""
+        if self.estimate is not None and self.estimate.within_fit is not None:
+            return self.estimate.within_fit
+        return not self.drift
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "drift": self.drift,
@@ -49,8 +57,7 @@ class Verdict:
             "performance": self.performance,
             "violations": self.violations,
             **(self.estimate.as_dict() if self.estimate else {"estimated_accuracy": None}),
-            # Confidence cannot see a shift that leaves the model confidently wrong; drift says one happened.
-            "estimate_reliable": not self.drift,
+            "estimate_reliable": self.estimate_reliable,
             "set_coverage": self.set_coverage,
         }
 

@@ -186,5 +186,7 @@ def fit_shift_regression(
         depth=DEPTH,
         residual_95=float(np.quantile(errors, 0.95)),
         families=tuple(sorted(set(synthetic.family[keep]) - {"none"})),
+        feature_low=features.min(axis=0),
+        feature_high=features.max(axis=0),
     )
     return regression, float(errors.mean() * 100)

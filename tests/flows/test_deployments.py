@@ -42,6 +42,7 @@ def test_every_flow_is_a_deployment_that_a_worker_completes(
         *TINY_TRAINING,
         "evaluate.thresholds={accuracy: [0.3, lower]}",
         "deploy.margin=1.0",
+        "deploy.slice_margin=1.0",
     ]
     monitor = ["monitor.window_size=50", "monitor.min_labelled=1", "monitor.thresholds={}"]
     with get_client(sync_client=True) as client:

@@ -72,3 +72,17 @@ def test_evaluate_and_deploy_flows_alone(flow_state: Path, tiny_repo: Path) -> N
     assert logged == {"comparison/champion_vs_challenger.png"}
     pointer = read_pointer(get_settings().central_storage_url, "fashion-cnn")
     assert pointer is not None and pointer.version == "1"
+
+    # Past the gate, the shipped rule: a paired non-inferiority test on the same 100 images, overall and
+    # per slice, every interval recorded. Slices of fewer than 30 rows (each class here) are not judged.
+    judged = deploy_flow(config=tiny_config(tiny_repo, "evaluate.thresholds={}", config="deploy_config.yaml"))
+    evidence = judged.non_inferiority
+    assert evidence is not None and judged.promoted == evidence["passed"]
+    overall = evidence["overall"]
+    assert overall["rows"] == 100 and overall["lower_bound"] < overall["difference"] and overall["margin"] == 0.005
+    slices = {s["scope"]: s for s in evidence["slices"]}
+    assert not slices["class coat"]["judged"] and slices["brightness low third"]["judged"]
+    assert slices["brightness low third"]["rows"] in (33, 34)
+    assert ("non-inferior to version 1" if judged.promoted else "not shown non-inferior to version 1") in judged.reason
+    logged = {a.path for a in registry().list_artifacts(judged.run_id, "gate")}
+    assert logged == {"gate/non_inferiority.json"}

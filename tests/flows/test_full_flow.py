@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.flow, pytest.mark.slow]
 # A gate a model that learned clears (three epochs on the tiny data reach 0.56-0.66 accuracy) and an
 # untrained one does not (0.10-0.20).
 LEARNED = "evaluate.thresholds={accuracy: [0.45, lower], ece: [0.9, upper]}"
-TINY = [LEARNED, "deploy.margin=1.0", "deploy.monitor_cron=15 4 * * 2"]
+TINY = [LEARNED, "deploy.margin=1.0", "deploy.slice_margin=1.0", "deploy.monitor_cron=15 4 * * 2"]
 UNTRAINED = "train.learning_rate=1e-9"
 
 

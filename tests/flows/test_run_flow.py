@@ -26,6 +26,7 @@ def command_line(repo: Path, *extra: str) -> list[str]:
         *TINY_TRAINING,
         "evaluate.thresholds={accuracy: [0.45, lower]}",
         "deploy.margin=1.0",
+        "deploy.slice_margin=1.0",
     ]
     return ["--config", EXPERIMENT, *(arg for value in sets for arg in ("--set", value)), *extra]
 

@@ -80,6 +80,17 @@ def test_the_monitor_uses_the_shift_regression_when_the_window_has_its_signals()
     assert shifted < confidence - 0.15  # the darkening's cost, which confidence alone does not show
     low, high = verdict.estimate.interval
     assert low <= shifted <= high and high - low < 0.3
+    assert verdict.as_dict()["estimate_reliable"]  # darkened as far as the windows it learned from
+    # Far darker than anything it learned from: still an estimate, but not vouched for.
+    darker = decide(
+        reference,
+        current.assign(brightness=current["brightness"] - 10),
+        CLASSES,
+        MonitorConfig(),
+        regression=regression,
+    )
+    assert darker.estimate is not None and darker.estimate.within_fit is False
+    assert not darker.as_dict()["estimate_reliable"]
     # A log written before the service scored out-of-distribution rows: average confidence decides.
     older = decide(reference, current.assign(ood_score=None), CLASSES, MonitorConfig(), regression=regression)
     assert older.estimate is not None and older.estimate.estimator == "average_confidence"

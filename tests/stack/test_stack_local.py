@@ -26,6 +26,7 @@ def test_full_and_monitor_flows_run_against_the_real_servers(tiny_repo: Path, tm
         *TINY_TRAINING,
         "evaluate.thresholds={accuracy: [0.45, lower]}",  # a model that learned clears it; an untrained one not
         "deploy.margin=1.0",
+        "deploy.slice_margin=1.0",
     ]
     monitor = ["monitor.window_size=200", "monitor.min_labelled=20", "monitor.thresholds={}"]
     with running_stack(tmp_path / "stack") as stack:
