@@ -85,16 +85,17 @@ async def _read(upload: UploadFile, limit: int) -> bytes:
 
 @router.post("/predict", response_model=schemas.Prediction, tags=["predictions"])
 async def predict(
-    request: Request, service: ServiceDep, file: ImageFile, x_request_id: RequestId = None
+    request: Request, response: Response, service: ServiceDep, file: ImageFile, x_request_id: RequestId = None
 ) -> schemas.Prediction:
     """Classify one image (PNG, JPEG, GIF or BMP)."""
     content = await _read(file, service.config.max_upload_bytes)
-    return (await _measured(request, "predict", lambda: service.predict([content], x_request_id)))[0]
+    answer = (await _measured(request, "predict", lambda: service.predict([content], x_request_id)))[0]
+    return _with_version(response, [answer])[0]
 
 
 @router.post("/predict/batch", response_model=schemas.BatchPrediction, tags=["predictions"])
 async def predict_batch(
-    request: Request, service: ServiceDep, files: ImageFiles, x_request_id: RequestId = None
+    request: Request, response: Response, service: ServiceDep, files: ImageFiles, x_request_id: RequestId = None
 ) -> schemas.BatchPrediction:
     """Classify several images in one request; any bad image refuses the request, naming it."""
     config = service.config
@@ -117,16 +118,31 @@ async def predict_batch(
             index = error.index or 0
             raise ImageRejected(error.status_code, f"file {index} ({files[index].filename}): {error.reason}") from None
 
-    return await _measured(request, "predict_batch", call)
+    answers = await _measured(request, "predict_batch", call)
+    _with_version(response, answers.predictions)
+    return answers
 
 
 @router.post("/explain", response_model=schemas.Explanation, tags=["predictions"])
 async def explain(
-    request: Request, service: ServiceDep, file: ImageFile, x_request_id: RequestId = None
+    request: Request, response: Response, service: ServiceDep, file: ImageFile, x_request_id: RequestId = None
 ) -> schemas.Explanation:
     """Classify one image and show, with Grad-CAM, which regions drove the decision."""
     content = await _read(file, service.config.max_upload_bytes)
-    return await _measured(request, "explain", lambda: service.explain(content, x_request_id))
+    answer = await _measured(request, "explain", lambda: service.explain(content, x_request_id))
+    return _with_version(response, [answer])[0]
+
+
+PredictionT = TypeVar("PredictionT", bound=schemas.Prediction)
+
+
+def _with_version(response: Response, answers: list[PredictionT]) -> list[PredictionT]:
+    """X-Model-Name and X-Model-Version: which model answered, readable without parsing the body (a hot
+    reload between the micro-batches of one request lists each version, in order)."""
+    if answers:
+        response.headers["X-Model-Name"] = answers[0].model_name
+        response.headers["X-Model-Version"] = ",".join(dict.fromkeys(a.model_version for a in answers))
+    return answers
 
 
 @router.post("/feedback/{prediction_id}", response_model=schemas.FeedbackOut, status_code=201, tags=["feedback"])

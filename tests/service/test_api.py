@@ -70,6 +70,7 @@ def test_predict_matches_in_process_prediction_and_is_logged(
     served = np.array(list(body["probabilities"].values()))
     np.testing.assert_allclose(served, expected, atol=1e-5)
     assert body["model_version"] == "1" and body["label"] == body["top_k"][0]["label"]
+    assert (response.headers["X-Model-Name"], response.headers["X-Model-Version"]) == ("fashion-cnn", "1")
     rows = wait_for_rows(service_env, 1)
     assert rows[0][0] == body["prediction_id"] and rows[0][1] == "1"
     assert len(eval(rows[0][3])) == 8 and len(eval(rows[0][4])) == 10 and rows[0][5] > 0
@@ -80,6 +81,7 @@ def test_predict_batch_returns_one_prediction_per_image(client: TestClient, samp
     response = client.post("/predict/batch", files=files)
     assert response.status_code == 200
     assert len({p["prediction_id"] for p in response.json()["predictions"]}) == 5
+    assert response.headers["X-Model-Version"] == "1"
 
 
 def test_batch_with_a_bad_file_names_it(client: TestClient, sample_images: list[Path]) -> None:
@@ -95,6 +97,7 @@ def test_explain_returns_heat_map_and_overlay(client: TestClient, sample_images:
     import base64
 
     response = client.post("/explain", files=upload(sample_images[1].read_bytes()))
+    assert response.headers["X-Model-Version"] == "1"
     assert response.status_code == 200
     body = response.json()
     heat = Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"])))
