@@ -15,6 +15,7 @@ from tasks.deployment.tasks import (
     judge_challenger,
     log_comparison,
     record_current_model,
+    record_refusal,
     release,
     tell_services_to_reload,
 )
@@ -57,6 +58,8 @@ def deploy_flow(
         if decision.promote:
             record_current_model(release(decision, name, run))
             tell_services_to_reload(config.deploy.reload_urls)
+        elif decision.champion != decision.challenger:
+            record_refusal(decision, name, run)
         if decision.champion_after is not None:
             apply_deployments(config.deploy.monitor_cron)
     get_run_logger().info(

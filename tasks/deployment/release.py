@@ -6,10 +6,12 @@ Deploy, promote and rollback are all this one step, pointed at different version
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from tasks.core.audit import Event, append_entry
 from tasks.core.errors import MlopsError
 from tasks.core.pointer import ProductionPointer, write_pointer
 from tasks.core.signing import signed_by
@@ -20,9 +22,17 @@ logger = logging.getLogger(__name__)
 
 
 def release_version(
-    client: MlflowClient, storage_url: str, name: str, version: str, reason: str, metrics: dict[str, float]
+    client: MlflowClient,
+    storage_url: str,
+    name: str,
+    version: str,
+    reason: str,
+    metrics: dict[str, float],
+    event: Event = "promotion",
+    evidence: dict[str, Any] | None = None,
 ) -> ProductionPointer:
-    """Verify the version's files, replace the production pointer, then move the ``champion`` alias.
+    """Verify the version's files, replace the production pointer, move the ``champion`` alias, and
+    append the move (``event``, its reason and ``evidence``) to the audit trail.
 
     The pointer goes first because it is what services serve from; were the alias update to fail,
     re-running the same step converges both.
@@ -39,6 +49,8 @@ def release_version(
     client.set_model_version_tag(name, version, "deployed_at", pointer.deployed_at)
     client.set_model_version_tag(name, version, "sha256sums_digest", str(pointer.sums_sha256))
     client.set_model_version_tag(name, version, "signing_key_id", signer)
+    entry = append_entry(storage_url, name, event, version, reason, pointer.previous_version, evidence)
+    client.set_model_version_tag(name, version, "audit_entry", str(entry.sequence))
     logger.info("%s version %s is now in production (%s)", name, version, reason)
     return pointer
 

@@ -13,6 +13,7 @@ from prefect.client.orchestration import get_client
 from prefect.variables import Variable
 
 from configs.schema import FlowConfig
+from tasks.core.audit import append_entry
 from tasks.core.image_properties import file_properties
 from tasks.core.pointer import ProductionPointer
 from tasks.core.settings import get_settings
@@ -118,7 +119,21 @@ def log_comparison(decision: PromotionDecision, run: TrackingRun) -> str | None:
 def release(decision: PromotionDecision, name: str, run: TrackingRun) -> ProductionPointer:
     """Pointer and alias to the challenger, together."""
     storage = run.settings.central_storage_url
-    return release_version(run.client, storage, name, decision.challenger, decision.reason, decision.challenger_metrics)
+    evidence = decision.comparison.as_dict() if decision.comparison else None
+    return release_version(
+        run.client, storage, name, decision.challenger, decision.reason, decision.challenger_metrics, "promotion",
+        evidence,
+    )  # fmt: skip
+
+
+@task(name="record_refusal", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+def record_refusal(decision: PromotionDecision, name: str, run: TrackingRun) -> None:
+    """A challenger kept out is in the audit trail too, with the intervals that kept it out."""
+    evidence = decision.comparison.as_dict() if decision.comparison else None
+    append_entry(
+        run.settings.central_storage_url, name, "refused", decision.challenger, decision.reason, decision.champion,
+        evidence,
+    )  # fmt: skip
 
 
 @task(name="notify_services", cache_policy=NO_CACHE)

@@ -6,6 +6,8 @@ flows/cli.py adds the commands that run flows (`mlops run`, `mlops monitor`) and
     mlops models [--json]          every registered version, its aliases and whether it is published
     mlops promote V [--yes]        put version V in production (pointer, alias, services told)
     mlops rollback [--to V] [--yes]
+    mlops history [--json]         the audit trail of promotions, rollbacks and refusals, verified
+    mlops trace PREDICTION_ID      the version behind a logged prediction, its provenance, who deployed it
     mlops monitor                  the monitor flow once, now
     mlops serve                    the serving service on 127.0.0.1:4242
     mlops ui                       Prefect, MLflow and Evidently UIs over the state folder
@@ -37,6 +39,7 @@ from tasks.core.settings import REPO_ROOT, Settings, get_settings, prepare_embed
 # MLflow, TensorFlow and Prefect are imported by the commands that use them, so `mlops --help`
 # and bad input answer at once.
 if TYPE_CHECKING:
+    from tasks.core.audit import Event
     from tasks.core.pointer import ProductionPointer
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "full_flow_config.yaml"
@@ -152,7 +155,7 @@ def _iso(seconds: int) -> str:
 
 
 def move_production(
-    settings: Settings, name: str, version: str, reason: str, reload_urls: list[str]
+    settings: Settings, name: str, version: str, reason: str, reload_urls: list[str], event: Event = "promotion"
 ) -> ProductionPointer:
     """The deploy flow's release step, from the command line: pointer, alias, services, Prefect variable."""
     from tasks.core import tracking
@@ -168,7 +171,7 @@ def move_production(
         if current and current.version == version
         else _metadata(settings, name, version).get("metrics", {})
     )
-    pointer = release_version(client, settings.central_storage_url, name, version, reason, metrics)
+    pointer = release_version(client, settings.central_storage_url, name, version, reason, metrics, event)
     notify_services(reload_urls, settings.service.admin_token or None)
     record_variable(pointer)
     return pointer
@@ -252,7 +255,7 @@ def promote(
     settings, loaded = _context(config)
     name = loaded.model.name
     _confirm(f"Put {name} version {version} in production?", yes)
-    _move(settings, name, version, "promote by operator", loaded.deploy.reload_urls)
+    _move(settings, name, version, "promote by operator", loaded.deploy.reload_urls, "promotion")
 
 
 @app.command()
@@ -269,15 +272,128 @@ def rollback(
     except MlopsError as error:
         raise _fail(error) from None
     _confirm(f"Roll {name} back to version {version}?", yes)
-    _move(settings, name, version, "rollback by operator", loaded.deploy.reload_urls)
+    _move(settings, name, version, "rollback by operator", loaded.deploy.reload_urls, "rollback")
 
 
-def _move(settings: Settings, name: str, version: str, reason: str, reload_urls: list[str]) -> None:
+def _move(settings: Settings, name: str, version: str, reason: str, reload_urls: list[str], event: Event) -> None:
     try:
-        pointer = move_production(settings, name, version, reason, reload_urls)
+        pointer = move_production(settings, name, version, reason, reload_urls, event)
     except MlopsError as error:
         raise _fail(error) from None
     _echo(f"{name} version {pointer.version} is in production (previous: {pointer.previous_version})")
+
+
+def history_of(settings: Settings, name: str) -> dict[str, Any]:
+    """The audit trail and its verification: what `mlops history --json` prints."""
+    from tasks.core.audit import read_history, verify_chain
+
+    entries = read_history(settings.central_storage_url, name)
+    problems = verify_chain(settings.central_storage_url, name)
+    return {"model": name, "intact": not problems, "problems": problems, "entries": [e.model_dump() for e in entries]}
+
+
+def show_history(history: dict[str, Any]) -> str:
+    lines = [f"{'#':>4}  {'when (UTC)':<25} {'event':<12} {'version':>7}  {'before':>6}  actor: reason"]
+    for e in history["entries"]:
+        before = e["previous_version"] or "-"
+        row = f"{e['sequence']:>4}  {e['at']:<25} {e['event']:<12} {e['version']:>7}  {before:>6}"
+        lines.append(f"{row}  {e['actor']}: {e['reason']}")
+    if not history["entries"]:
+        lines = [f"{history['model']}: no audit entries yet"]
+    if history["problems"]:
+        lines += ["", "THE AUDIT TRAIL IS NOT INTACT:", *(f"  {p}" for p in history["problems"])]
+    else:
+        lines += ["", f"chain intact: {len(history['entries'])} entries, each linked to the one before"]
+    return "\n".join(lines)
+
+
+def trace_of(settings: Settings, prediction_id: str) -> dict[str, Any]:
+    """One logged prediction, the version that made it, that version's provenance, and the audit entry
+    that put it in production: what `mlops trace --json` prints."""
+    from sqlalchemy import create_engine, select
+
+    from tasks.core.audit import production_entry, read_history, version_provenance
+    from tasks.core.prediction_log import predictions
+
+    engine = create_engine(settings.prediction_database_url)
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(select(predictions).where(predictions.c.id == prediction_id)).mappings().first()
+    finally:
+        engine.dispose()
+    if row is None:
+        raise MlopsError(f"no prediction {prediction_id!r} in the prediction log ({settings.prediction_database_url})")
+    name, version = row["model_name"], row["model_version"]
+    created = row["created_at"] if row["created_at"].tzinfo else row["created_at"].replace(tzinfo=UTC)
+    entry = production_entry(read_history(settings.central_storage_url, name), version, created)
+    return {
+        "prediction": {
+            "id": prediction_id,
+            "at": created.isoformat(),
+            "label": row["predicted_label"],
+            "confidence": row["confidence"],
+            "abstain": row.get("abstain"),
+        },
+        "model": name,
+        "version": version,
+        "provenance": version_provenance(settings.central_storage_url, name, version),
+        "in_production_by": None
+        if entry is None
+        else {
+            "sequence": entry.sequence,
+            "event": entry.event,
+            "at": entry.at,
+            "actor": entry.actor,
+            "reason": entry.reason,
+        },
+    }
+
+
+def show_trace(trace: dict[str, Any]) -> str:
+    prediction, provenance, moved = trace["prediction"], trace["provenance"], trace["in_production_by"]
+    lines = [
+        f"prediction  {prediction['id']} at {prediction['at']}: {prediction['label']} ({prediction['confidence']:.4f})",
+        f"model       {trace['model']} version {trace['version']}",
+        f"data        {provenance['data_path']} {provenance['data_revision']} "
+        f"(commit {str(provenance['data_commit'])[:10]}, content {provenance['data_content_hash']})",
+        f"code        {str(provenance['code_commit'])[:10]}{' (dirty)' if provenance['code_dirty'] else ''}",
+        f"config      {provenance['config_hash']}",
+        f"files       SHA256SUMS digest {provenance['sha256sums_digest']}",
+    ]
+    if moved is None:
+        lines.append("production  no audit entry puts this version in production before the prediction")
+    else:
+        lines.append(f"production  {moved['event']} at {moved['at']} by {moved['actor']} (audit #{moved['sequence']}): "
+                     f"{moved['reason']}")  # fmt: skip
+    return "\n".join(lines)
+
+
+@app.command()
+def history(config: ConfigOption = DEFAULT_CONFIG, as_json: JsonOption = False) -> None:
+    """The audit trail of promotions, rollbacks and refusals, its chain verified (exit 1 when broken)."""
+    settings, loaded = _context(config)
+    try:
+        found = history_of(settings, loaded.model.name)
+    except MlopsError as error:
+        raise _fail(error, 1) from None
+    _echo(json.dumps(found, indent=2) if as_json else show_history(found))
+    if not found["intact"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def trace(
+    prediction_id: Annotated[str, typer.Argument(help="the prediction_id a response carried")],
+    as_json: JsonOption = False,
+) -> None:
+    """Which version answered a logged prediction, what made that version, and who put it in production."""
+    settings = get_settings()
+    prepare_embedded_environment(settings)
+    try:
+        found = trace_of(settings, prediction_id)
+    except MlopsError as error:
+        raise _fail(error, 1) from None
+    _echo(json.dumps(found, indent=2, default=str) if as_json else show_trace(found))
 
 
 deployments_app = typer.Typer(help="The Prefect deployments of every flow.", no_args_is_help=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tasks.core.audit import read_history, verify_chain
 from tasks.core.errors import MlopsError, QualityGateError
 from tasks.core.pointer import read_pointer
 from tasks.core.settings import get_settings
@@ -86,3 +87,11 @@ def test_evaluate_and_deploy_flows_alone(flow_state: Path, tiny_repo: Path) -> N
     assert ("non-inferior to version 1" if judged.promoted else "not shown non-inferior to version 1") in judged.reason
     logged = {a.path for a in registry().list_artifacts(judged.run_id, "gate")}
     assert logged == {"gate/non_inferiority.json"}
+
+    # Every decision is in the audit trail: who (the deploy flow run), why, with the intervals.
+    trail = read_history(get_settings().central_storage_url, "fashion-cnn")
+    last = "promotion" if judged.promoted else "refused"
+    assert [(e.event, e.version) for e in trail] == [("promotion", "1"), ("refused", "2"), (last, "2")]
+    assert all(e.actor.startswith("flow run ") for e in trail) and "failed the quality gate" in trail[1].reason
+    assert trail[2].evidence == evidence and trail[2].provenance["data_revision"] == "v2.0"
+    assert verify_chain(get_settings().central_storage_url, "fashion-cnn") == []

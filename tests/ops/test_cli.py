@@ -65,6 +65,17 @@ def test_promote_then_rollback_moves_pointer_alias_and_variable_together(
     assert champion() == "1" and Variable.get("production_model_fashion_cnn")["version"] == "1"
     assert "fashion-cnn version 1 is in production (previous: 2)" in capsys.readouterr().out
 
+    # Both moves are in the audit trail, with who made them; tampering with one is found.
+    assert ops(["history", "--json"]) == 0
+    history = json.loads(capsys.readouterr().out)
+    moves = [(e["event"], e["version"], e["previous_version"], e["reason"]) for e in history["entries"]]
+    assert moves == [("promotion", "2", "1", "promote by operator"), ("rollback", "1", "2", "rollback by operator")]
+    assert history["intact"] and all("@" in e["actor"] for e in history["entries"])
+    first = registered / "models" / MODEL_NAME / "audit" / "00000001.json"
+    first.write_text(first.read_text().replace("promote by operator", "promote by the board"))
+    assert ops(["history"]) == 1
+    assert "THE AUDIT TRAIL IS NOT INTACT" in capsys.readouterr().out
+
 
 def test_promoting_an_unregistered_version_fails_and_changes_nothing(
     registered: Path, capsys: pytest.CaptureFixture[str]
@@ -109,7 +120,7 @@ def mlops(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_the_installed_command_lists_its_commands_and_answers_json_from_any_folder(tmp_path: Path) -> None:
     helped = mlops(tmp_path, "--help")
     assert helped.returncode == 0
-    for command in ("run", "status", "models", "promote", "rollback", "monitor", "serve", "ui"):
+    for command in ("run", "status", "models", "promote", "rollback", "history", "trace", "monitor", "serve", "ui"):
         assert f" {command} " in helped.stdout
     status = mlops(tmp_path, "status", "--json")
     assert status.returncode == 0, status.stderr
@@ -197,9 +208,20 @@ def test_serve_answers_predictions_on_the_port_asked_and_stops_on_ctrl_c(
         image = sample_images[0].read_bytes()
         answer = httpx.post(f"{url}/predict", files={"file": ("a.png", image, "image/png")}, timeout=30)
         assert answer.status_code == 200 and answer.json()["model_version"] == "1"
+        assert answer.headers["X-Model-Version"] == "1"
     finally:
         served.send_signal(signal.SIGINT)  # Ctrl-C
         output, _ = served.communicate(timeout=60)
     assert served.returncode == 0, output.decode()[-2000:]
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}/health", timeout=2)
+    # The answer the client received is in the log, and traces back to its model version.
+    prediction = answer.json()["prediction_id"]
+    traced = subprocess.run([str(MLOPS), "trace", prediction, "--json"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert traced.returncode == 0, traced.stderr[-2000:]
+    found = json.loads(traced.stdout)
+    assert found["prediction"]["id"] == prediction and found["version"] == "1"
+    assert found["prediction"]["label"] == answer.json()["label"] and "sha256sums_digest" in found["provenance"]
+    missing = subprocess.run([str(MLOPS), "trace", "no-such-id"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert missing.returncode == 1 and "no prediction 'no-such-id' in the prediction log" in missing.stderr
