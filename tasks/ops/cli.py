@@ -310,21 +310,27 @@ def show_history(history: dict[str, Any]) -> str:
 def trace_of(settings: Settings, prediction_id: str) -> dict[str, Any]:
     """One logged prediction, the version that made it, that version's provenance, and the audit entry
     that put it in production: what `mlops trace --json` prints."""
-    from sqlalchemy import create_engine, select
+    from sqlalchemy import create_engine, inspect, text
 
     from tasks.core.audit import production_entry, read_history, version_provenance
-    from tasks.core.prediction_log import predictions
 
+    # Plain SQL on the log's table: the log's module would import TensorFlow (its image properties),
+    # seconds this lookup does not need.
     engine = create_engine(settings.prediction_database_url)
     try:
         with engine.connect() as connection:
-            row = connection.execute(select(predictions).where(predictions.c.id == prediction_id)).mappings().first()
+            if not inspect(connection).has_table("predictions"):
+                raise MlopsError(f"no predictions have been logged yet ({settings.prediction_database_url})")
+            query = text("SELECT * FROM predictions WHERE id = :id")
+            row = connection.execute(query, {"id": prediction_id}).mappings().first()
     finally:
         engine.dispose()
     if row is None:
         raise MlopsError(f"no prediction {prediction_id!r} in the prediction log ({settings.prediction_database_url})")
     name, version = row["model_name"], row["model_version"]
-    created = row["created_at"] if row["created_at"].tzinfo else row["created_at"].replace(tzinfo=UTC)
+    stamp = row["created_at"]  # SQLite hands back text, PostgreSQL a datetime
+    created = datetime.fromisoformat(stamp) if isinstance(stamp, str) else stamp
+    created = created if created.tzinfo else created.replace(tzinfo=UTC)
     entry = production_entry(read_history(settings.central_storage_url, name), version, created)
     return {
         "prediction": {
