@@ -60,6 +60,11 @@ class ModelConfig(StrictModel):
     dense_units: PositiveInt = 128
     dropout: Fraction = 0.3
     mobilenet_alpha: Annotated[float, Field(gt=0.0)] = 0.35
+    intended_use: str = Field(
+        "Not stated: set model.intended_use to what the model is for and who acts on its answers.",
+        description="the model card's intended use",
+    )
+    limitations: list[str] = Field(default_factory=list, description="the model card's known limits, one per item")
 
     @model_validator(mode="after")
     def _mobilenet_needs_32_pixels(self) -> ModelConfig:

@@ -9,7 +9,14 @@ from configs.schema import FlowConfig, resolve_config
 from tasks.core.settings import REPO_ROOT
 from tasks.core.tracking import tracking_run
 from tasks.data.tasks import build_property_table, resolve_dataset, validate_dataset
-from tasks.training.tasks import build_drift_detectors, calibrate_model, publish_model, register_model, train_model
+from tasks.evaluation.tasks import write_model_card
+from tasks.training.tasks import (
+    build_drift_detectors,
+    calibrate_model,
+    publish_model,
+    register_model,
+    train_model,
+)
 
 
 class TrainResult(BaseModel):
@@ -39,6 +46,7 @@ def train_flow(
         calibrate_model(config, ref, table, trained, run)
         build_drift_detectors(config, ref, table, trained)
         version = register_model(config, ref, table, trained, run)
+        write_model_card(config, ref, table, trained, run)
         storage_uri = publish_model(trained, name, version, run)
     get_run_logger().info("Model %s version %s: test accuracy %.4f", name, version, trained.metrics["test_accuracy"])
     return TrainResult(

@@ -57,14 +57,7 @@ class AuditEntry(BaseModel):
 
 
 def actor() -> str:
-    """Who acts: the Prefect flow run when inside one, else the operating-system user at this host."""
-    try:
-        from prefect.runtime import flow_run
-
-        if flow_run.id:
-            return f"flow run {flow_run.name} ({flow_run.id})"
-    except ImportError:  # the serving image has no Prefect
-        pass
+    """Who acts, when the caller does not say (a flow names its run): the user at this host."""
     return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
@@ -75,7 +68,8 @@ def version_provenance(storage_url: str, name: str, version: str) -> dict[str, A
     metadata: dict[str, Any] = {}
     if fs.exists(f"{folder}/metadata.yaml"):
         with fs.open(f"{folder}/metadata.yaml", "r") as handle:
-            metadata = yaml.safe_load(handle) or {}
+            loaded = yaml.safe_load(handle)
+        metadata = loaded if isinstance(loaded, dict) else {}
     sums = f"{folder}/SHA256SUMS"
     digest = hashlib.sha256(fs.cat_file(sums)).hexdigest() if fs.exists(sums) else None
     dataset, code = metadata.get("dataset", {}), metadata.get("code", {})

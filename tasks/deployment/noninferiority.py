@@ -25,10 +25,9 @@ import pandas as pd
 
 from configs.metrics import metric_direction
 from tasks.core.trust import expected_calibration_error
+from tasks.evaluation.slices import slice_masks
 
 PER_ROW_METRICS = ("accuracy", "log_loss")  # an average over images: bootstrapped by resampling row scores
-PROPERTY_SLICES = ("brightness", "contrast")
-TERCILES = ("low", "middle", "high")
 CHUNK = 200  # resamples drawn at once: bounds the index matrix to CHUNK x rows
 PROBABILITY_FLOOR = 1e-15  # log loss of a zero probability, as scikit-learn clips it
 
@@ -154,19 +153,6 @@ def compare(
             )
     lower = float(np.quantile(sign * differences, 1.0 - confidence))
     return PairedComparison(scope, metric, rows, ours, theirs, difference, lower, confidence, margin, True)
-
-
-def slice_masks(labels: np.ndarray, class_names: list[str], properties: pd.DataFrame | None) -> dict[str, np.ndarray]:
-    """The pre-declared slices: each true class, and terciles of brightness and contrast."""
-    masks = {f"class {name}": labels == index for index, name in enumerate(class_names)}
-    if properties is not None:
-        for column in PROPERTY_SLICES:
-            values = properties[column].to_numpy(float)
-            edges = np.quantile(values, [1 / 3, 2 / 3])
-            which = np.digitize(values, edges)
-            for tercile, name in enumerate(TERCILES):
-                masks[f"{column} {name} third"] = which == tercile
-    return masks
 
 
 def non_inferiority(

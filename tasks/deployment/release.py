@@ -30,6 +30,7 @@ def release_version(
     metrics: dict[str, float],
     event: Event = "promotion",
     evidence: dict[str, Any] | None = None,
+    who: str | None = None,
 ) -> ProductionPointer:
     """Verify the version's files, replace the production pointer, move the ``champion`` alias, and
     append the move (``event``, its reason and ``evidence``) to the audit trail.
@@ -49,7 +50,7 @@ def release_version(
     client.set_model_version_tag(name, version, "deployed_at", pointer.deployed_at)
     client.set_model_version_tag(name, version, "sha256sums_digest", str(pointer.sums_sha256))
     client.set_model_version_tag(name, version, "signing_key_id", signer)
-    entry = append_entry(storage_url, name, event, version, reason, pointer.previous_version, evidence)
+    entry = append_entry(storage_url, name, event, version, reason, pointer.previous_version, evidence, who)
     client.set_model_version_tag(name, version, "audit_entry", str(entry.sequence))
     logger.info("%s version %s is now in production (%s)", name, version, reason)
     return pointer

@@ -14,6 +14,7 @@ def summary_markdown(trained: Any, evaluation: Any | None, deployed: Any | None,
         "",
         f"- **data**: revision `{trained.dataset_revision}`, commit `{trained.dataset_commit[:10]}`",
         f"- **training run**: `{trained.run_id}`, test accuracy {trained.metrics.get('test_accuracy', 0.0):.4f}",
+        f"- **model card**: `{trained.storage_uri}/model_card.html` (and `.md`)",
     ]
     if gate_error is not None or evaluation is None or deployed is None:
         lines += ["- **quality gate**: FAILED", "- **promoted**: no", "", "```", gate_error or "", "```"]

@@ -10,6 +10,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.runtime import flow_run
 from prefect.variables import Variable
 
 from configs.schema import FlowConfig
@@ -122,8 +123,13 @@ def release(decision: PromotionDecision, name: str, run: TrackingRun) -> Product
     evidence = decision.comparison.as_dict() if decision.comparison else None
     return release_version(
         run.client, storage, name, decision.challenger, decision.reason, decision.challenger_metrics, "promotion",
-        evidence,
+        evidence, flow_actor(),
     )  # fmt: skip
+
+
+def flow_actor() -> str:
+    """Who acts in the audit trail: this flow run."""
+    return f"flow run {flow_run.name} ({flow_run.id})"
 
 
 @task(name="record_refusal", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
@@ -132,7 +138,7 @@ def record_refusal(decision: PromotionDecision, name: str, run: TrackingRun) -> 
     evidence = decision.comparison.as_dict() if decision.comparison else None
     append_entry(
         run.settings.central_storage_url, name, "refused", decision.challenger, decision.reason, decision.champion,
-        evidence,
+        evidence, flow_actor(),
     )  # fmt: skip
 
 

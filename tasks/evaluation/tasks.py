@@ -6,16 +6,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import pandas as pd
+import yaml
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from configs.schema import FlowConfig
 from tasks.core import tracking
-from tasks.core.bundle import fetch_bundle
+from tasks.core.bundle import METADATA_FILE, MODEL_FILE, TRUST_FILE, fetch_bundle
 from tasks.core.errors import MlopsError
 from tasks.core.progress import progress
 from tasks.core.tracking import TrackingRun
+from tasks.core.trust import TrustModel
 from tasks.data.dataset import DatasetRef, read_manifest, select_split
 from tasks.data.tasks import progress_artifact
 from tasks.evaluation.metrics import (
@@ -25,7 +28,9 @@ from tasks.evaluation.metrics import (
     finite_metrics,
     predict_split,
 )
+from tasks.evaluation.model_card import CARD_HTML, CARD_MARKDOWN, card_sections, render_html, render_markdown
 from tasks.evaluation.plots import plot_confusion_matrix, plot_reliability, plot_worst_misclassified
+from tasks.training.metadata import TrainedModel, input_spec
 
 
 @dataclass(frozen=True)
@@ -112,3 +117,31 @@ def _save_predictions(predictions: Predictions, path: Path) -> Path:
     frame.insert(2, "prediction", [predictions.class_names[i] for i in predictions.predicted])
     frame.to_parquet(path, index=False)
     return path
+
+
+@task(name="write_model_card", cache_policy=NO_CACHE)
+def write_model_card(
+    config: FlowConfig, ref: DatasetRef, table_path: Path, trained: TrainedModel, run: TrackingRun
+) -> None:
+    """The model card (markdown and HTML) into the bundle before it is published, and into the MLflow run."""
+    bundle = trained.bundle_dir
+    metadata = yaml.safe_load((bundle / METADATA_FILE).read_text())
+    table = pd.read_parquet(table_path)
+    split = config.evaluate.split
+    rows = select_split(read_manifest(ref.data_dir), split, config.dataset.limit_per_split, config.train.seed)
+    trust_path = bundle / TRUST_FILE
+    predictions = predict_split(
+        keras.models.load_model(bundle / MODEL_FILE),
+        ref.data_dir,
+        rows,
+        trained.class_names,
+        input_spec(config),
+        trust=TrustModel.load(trust_path) if trust_path.exists() else None,
+    )
+    properties = table.drop_duplicates("path").set_index("path").loc[predictions.paths].reset_index()
+    sections = card_sections(config, metadata, predictions, properties, table, trained.metrics)
+    title = f"Model card: {config.model.name} version {metadata.get('version', '?')}"
+    (bundle / CARD_MARKDOWN).write_text(render_markdown(title, sections), encoding="utf-8")
+    (bundle / CARD_HTML).write_text(render_html(title, sections), encoding="utf-8")
+    for name in (CARD_MARKDOWN, CARD_HTML):
+        run.log_artifact(bundle / name, "model_card")

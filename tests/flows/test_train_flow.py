@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import mlflow
@@ -54,6 +56,8 @@ def test_train_flow_records_registers_and_publishes(prefect_api: None, state_dir
         "metadata.yaml",
         "trust.npz",
         "shift_regression.npz",
+        "model_card.md",
+        "model_card.html",
     }
     folder = Path(result.storage_uri)
     metadata = yaml.safe_load((folder / "metadata.yaml").read_text())
@@ -65,6 +69,18 @@ def test_train_flow_records_registers_and_publishes(prefect_api: None, state_dir
     assert 0.05 < result.metrics["calibration/temperature"] < 20
     # The monitor's accuracy estimator, fitted on the calibration rows under synthetic shifts.
     assert result.metrics["estimator/windows"] == 60 and 0 < result.metrics["estimator/residual_95"] < 1
+    # The model card, published with the version and in the MLflow run.
+    card = (folder / "model_card.md").read_text()
+    assert card.startswith("# Model card: fashion-cnn version 1") and "## Intended use" in card
+    assert "revision `v2.0`" in card and "| brightness, low third |" in card and "## Quality gate" in card
+    accuracy = re.search(r"accuracy (0\.\d{4}) \((0\.\d{4}) to (0\.\d{4})\)", card)
+    assert accuracy is not None and float(accuracy[2]) < float(accuracy[1]) < float(accuracy[3])
+    page = (folder / "model_card.html").read_text()
+    assert page.startswith("<!doctype html>") and "<script" not in page and "<table>" in page
+    assert {a.path for a in client.list_artifacts(result.run_id, "model_card")} == {
+        "model_card/model_card.md",
+        "model_card/model_card.html",
+    }
     reference = pd.read_parquet(folder / "reference_features.parquet")
     assert len(reference) == 40 and {"label", "prediction", "bbsd_9", "uae_7", "brightness", "sha256"} <= set(reference)
     assert reference[[f"bbsd_{i}" for i in range(10)]].sum(axis=1).round(4).eq(1.0).all()
