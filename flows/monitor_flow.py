@@ -30,7 +30,7 @@ class MonitorResult(BaseModel):
     labelled_rows: int
     reports: dict[str, str]
     retraining_triggered: bool
-    estimated_accuracy: float | None = None  # from calibrated confidences, before labels
+    estimated_accuracy: float | None = None  # estimated before labels (monitor.accuracy_estimator)
     estimated_accuracy_interval: tuple[float, float] | None = None
     set_coverage: float | None = None  # of the labelled rows, the share whose prediction set held the label
 

@@ -118,7 +118,10 @@ class ShiftRegression:
         )
 
     def estimate(self, probabilities: np.ndarray, ood_scores: np.ndarray, properties: np.ndarray) -> float:
-        features = self.features(probabilities, ood_scores, properties)
+        return self.estimate_from(self.features(probabilities, ood_scores, properties))
+
+    def estimate_from(self, features: np.ndarray) -> float:
+        """Average confidence (feature 0) plus the predicted gap, within [0, 1]."""
         return float(np.clip(features[0] + self.gap(features[None, :])[0], 0.0, 1.0))
 
     def save(self, path: Path) -> Path:

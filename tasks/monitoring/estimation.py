@@ -90,15 +90,17 @@ def estimate_accuracy(
     point = {"average_confidence": float(confidence.mean())}
     if threshold is not None:
         point["atc"] = float((confidence > threshold).mean())
-    if shift is not None:
-        point["shift_regression"] = shift.regression.estimate(window_probabilities, shift.ood_scores, shift.properties)
+    window_features = None
+    if shift is not None:  # the window's features: its estimate and whether they lie within the fit
+        window_features = shift.regression.features(window_probabilities, shift.ood_scores, shift.properties)
+        point["shift_regression"] = shift.regression.estimate_from(window_features)
     if estimator not in point:  # the version or the window lacks its inputs
         estimator = "average_confidence"
 
     rng = np.random.default_rng(seed)
     within_fit = None
     if estimator == "shift_regression":
-        assert shift is not None
+        assert shift is not None and window_features is not None
         draws = rng.integers(0, len(confidence), size=(SHIFT_RESAMPLES, len(confidence)))
         features = np.stack(
             [
@@ -108,9 +110,7 @@ def estimate_accuracy(
         )
         boot = features[:, 0] + shift.regression.gap(features)
         value = point[estimator]
-        within_fit = shift.regression.covers(
-            shift.regression.features(window_probabilities, shift.ood_scores, shift.properties)
-        )
+        within_fit = shift.regression.covers(window_features)
         below, above = value - np.quantile(boot, 0.025), np.quantile(boot, 0.975) - value
         error = shift.regression.residual_95  # the regression's own error, independent of the sampling error
         low = value - float(np.hypot(max(below, 0.0), error))

@@ -38,7 +38,7 @@ monitor_runs = Table(
     Column("window_rows", Integer, nullable=False),
     Column("labelled_rows", Integer, nullable=False),
     Column("live_accuracy", Float),  # null when no prediction of the window has a feedback label
-    Column("estimated_accuracy", Float),  # from calibrated confidences, labels or not
+    Column("estimated_accuracy", Float),  # before labels (monitor.accuracy_estimator)
     Column("estimated_accuracy_low", Float),
     Column("estimated_accuracy_high", Float),
     Column("set_coverage", Float),  # share of labelled rows whose prediction set held the label

@@ -30,7 +30,7 @@ class Verdict:
     tests: list[TestResult]
     performance: dict[str, float] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
-    estimate: AccuracyEstimate | None = None  # accuracy from calibrated confidences, labels or not
+    estimate: AccuracyEstimate | None = None  # accuracy estimated before labels
     set_coverage: float | None = None  # share of labelled rows whose prediction set held the label
 
     @property
