@@ -4,9 +4,10 @@ An append-only, hash-chained log in central storage, one JSON object per entry u
 ``models/<name>/audit/<sequence>.json``. Each entry holds the hash of the one before it and its own
 hash over everything else it says, so a modified entry (its hash no longer matches), a deleted one
 (a gap in the sequence, or the next entry's link breaks) or a reordered one is found by
-``verify_chain``. Entries are created with exclusive creation on a local or mounted store, so two
-writers never take one sequence number; on an object store the check-then-write leaves a small
-window, which the chain check would expose.
+``verify_chain``. On a local or mounted store an entry is written aside and hard-linked into place,
+which fails when its number is taken, so two writers never share one and no reader sees half an
+entry; on an object store the check-then-write leaves a small window, which the chain check would
+expose.
 
 Every entry names the version's provenance as published (data revision, commit and content hash,
 code commit, config hash, the digest of its SHA256SUMS and the key that signed it), so
@@ -18,7 +19,11 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import os
+import random
 import socket
+import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +38,7 @@ AUDIT_FOLDER = "audit"
 GENESIS = "0" * 64  # the link of the first entry
 Event = Literal["promotion", "rollback", "refused", "shadow_start", "shadow_stop"]
 SEQUENCE_DIGITS = 8
-APPEND_ATTEMPTS = 5
+APPEND_ATTEMPTS = 50
 
 
 class AuditEntry(BaseModel):
@@ -168,6 +173,7 @@ def append_entry(
         try:
             _create_only(fs, path, text)
         except FileExistsError:  # another writer took this number: read again and take the next
+            time.sleep(random.uniform(0, 0.02))  # apart, so the same writers do not collide again
             continue
         return entry
     raise FileExistsError(f"could not append to {folder}: {APPEND_ATTEMPTS} writers raced for the next entry")
@@ -175,8 +181,14 @@ def append_entry(
 
 def _create_only(fs: Any, path: str, text: str) -> None:
     if isinstance(fs, LocalFileSystem):
-        with Path(path).open("x", encoding="utf-8") as handle:  # exclusive: fails if the number is taken
-            handle.write(text)
+        # Written aside, then hard-linked into place: the link fails if the number is taken, and a
+        # reader never sees a half-written entry (which it would skip, and so reuse its number).
+        temporary = Path(f"{path}.{uuid.uuid4().hex}.tmp")
+        temporary.write_text(text, encoding="utf-8")
+        try:
+            os.link(temporary, path)
+        finally:
+            temporary.unlink()
         return
     if fs.exists(path):
         raise FileExistsError(path)
