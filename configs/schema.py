@@ -201,6 +201,24 @@ class EvaluateConfig(StrictModel):
     thresholds: GateThresholds = Field(default_factory=dict)
 
 
+class ShadowConfig(StrictModel):
+    """Shadow before promotion: a challenger that passes the offline gate first runs beside the champion
+    on live traffic (every service replica, off the response path), and is promoted by a later deploy run
+    only when enough shadow predictions agree with the champion's and, where labels arrived, it is not
+    less accurate on them."""
+
+    enabled: bool = False
+    sample: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    min_predictions: PositiveInt = 1000
+    min_agreement: Fraction | None = Field(
+        0.9, description="the agreement's one-sided lower confidence bound must reach it; null: not required"
+    )
+    accuracy_margin: Annotated[float, Field(ge=0.0)] | None = Field(
+        None, description="paired accuracy on feedback labels: lower bound above -margin; null: not required"
+    )
+    min_labelled: PositiveInt = 100
+
+
 class DeployConfig(StrictModel):
     """Promotion rule: champion and challenger predict the same split, and the challenger is promoted only
     when the one-sided ``confidence`` lower bound of its paired difference on ``metric`` is above
@@ -217,6 +235,7 @@ class DeployConfig(StrictModel):
     resamples: Annotated[int, Field(ge=100)] = 2000
     monitor_cron: Annotated[str, AfterValidator(_check_cron)] = "0 6 * * 1"
     reload_urls: list[str] = Field(default_factory=list)
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig)
 
     @field_validator("metric")
     @classmethod

@@ -12,11 +12,13 @@ from tasks.core.settings import REPO_ROOT
 from tasks.core.tracking import CHAMPION_ALIAS, tracking_run
 from tasks.deployment.tasks import (
     apply_deployments,
+    end_shadow,
     judge_challenger,
     log_comparison,
     record_current_model,
     record_refusal,
     release,
+    shadow_before_promotion,
     tell_services_to_reload,
 )
 from tasks.evaluation.tasks import require_challenger, resolve_model_version
@@ -34,6 +36,8 @@ class DeployResult(BaseModel):
     champion_metrics: dict[str, float] | None
     comparison_figure: str | None = None  # artifact path in the deploy run (run_id)
     non_inferiority: dict[str, Any] | None = None  # every interval the decision rests on (gate/non_inferiority.json)
+    in_shadow: bool = False  # running beside the champion on live traffic; a later deploy run judges it
+    shadow: dict[str, Any] | None = None  # the judged shadow report (shadow/report.json)
 
 
 @flow(name="deploy")
@@ -54,17 +58,21 @@ def deploy_flow(
         challenger = require_challenger(name, version, run)
         champion = resolve_model_version(name, None, CHAMPION_ALIAS, run)
         decision = judge_challenger(config, challenger, champion, challenger_metrics, run)
+        if decision.promote and config.deploy.shadow.enabled and decision.champion is not None:
+            decision = shadow_before_promotion(config, decision, run)
         comparison = log_comparison(decision, run)
         if decision.promote:
             record_current_model(release(decision, name, run))
-            tell_services_to_reload(config.deploy.reload_urls)
-        elif decision.champion != decision.challenger:
+            if decision.shadow is not None:
+                end_shadow(decision, name, run)
+        elif not decision.in_shadow and decision.champion != decision.challenger:
             record_refusal(decision, name, run)
+        if decision.promote or decision.in_shadow or decision.shadow is not None:  # what services run changed
+            tell_services_to_reload(config.deploy.reload_urls)
         if decision.champion_after is not None:
             apply_deployments(config.deploy.monitor_cron)
-    get_run_logger().info(
-        "%s version %s %s: %s", name, challenger, "promoted" if decision.promote else "not promoted", decision.reason
-    )
+    outcome = "promoted" if decision.promote else "in shadow" if decision.in_shadow else "not promoted"
+    get_run_logger().info("%s version %s %s: %s", name, challenger, outcome, decision.reason)
     return DeployResult(
         model_name=name,
         challenger=challenger,
@@ -77,4 +85,6 @@ def deploy_flow(
         champion_metrics=decision.champion_metrics,
         comparison_figure=comparison,
         non_inferiority=decision.comparison.as_dict() if decision.comparison else None,
+        in_shadow=decision.in_shadow,
+        shadow=decision.shadow,
     )

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from deployments.stack.servers import PostgresCluster, free_port
 from tasks.core.pointer import write_pointer
@@ -147,3 +148,13 @@ def postgres_server() -> Iterator[PostgresCluster]:
     yield server
     server.stop()
     shutil.rmtree(server.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_database(postgres_server: PostgresCluster) -> str:
+    """The session's PostgreSQL without the prediction log's tables: the service creates them anew."""
+    engine = create_engine(postgres_server.url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS feedback, shadow_predictions, predictions"))
+    engine.dispose()
+    return postgres_server.url

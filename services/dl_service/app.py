@@ -20,6 +20,7 @@ from services.dl_service.batching import MicroBatcher
 from services.dl_service.metrics import ServiceMetrics
 from services.dl_service.model import ModelManager
 from services.dl_service.service import PredictionService
+from services.dl_service.shadow import ShadowRunner
 from services.dl_service.store import PredictionLog
 from tasks.core.errors import IntegrityError
 from tasks.core.settings import Settings, get_settings
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.cache_dir,
             on_change=lambda before, after: metrics.served_version_changed(config.model_name, before, after),
             verify_key=load_public_key(config.model_verify_key) if config.model_verify_key.strip() else None,
+            on_shadow_change=lambda before, after: metrics.shadow_version_changed(config.model_name, before, after),
         )
         log = PredictionLog(
             settings.prediction_database_url, settings.spool_dir, config.log_flush_seconds, config.spool_stale_seconds
@@ -53,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         batcher = MicroBatcher(manager, config.batch_size, config.batch_wait_ms / 1000, config.max_queued_images)
         service = PredictionService(config, settings.central_storage_url, manager, batcher, log, metrics)
         batcher.record = service.record_batch  # each micro-batch is logged before any of it is answered
+        shadow = ShadowRunner(log, metrics) if config.log_predictions else None  # its output is only ever logged
+        batcher.shadow = shadow
         batcher.start()
         app.state.settings, app.state.manager, app.state.metrics, app.state.service = (
             settings,
@@ -70,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             await batcher.stop()
+            if shadow is not None:
+                shadow.close()
             service.close()
             await run_in_threadpool(log.close)
 

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from services.dl_service.images import CheckedImage, ImageRejected
-from services.dl_service.model import NO_TRUST_FIELDS, ModelManager, ModelUnavailable, ServedModel
+from services.dl_service.model import NO_TRUST_FIELDS, ModelManager, ModelUnavailable, ServedModel, Shadow
+from services.dl_service.shadow import ShadowRunner
 from services.dl_service.store import new_prediction_id
 from tasks.core.errors import MlopsError
 
@@ -70,9 +71,11 @@ class MicroBatcher:
         max_wait_seconds: float,
         max_queued: int = 512,
         record: Recorder | None = None,
+        shadow: ShadowRunner | None = None,
     ) -> None:
         self.manager, self.max_batch, self.max_wait = manager, max_batch, max_wait_seconds
         self.record = record  # durable before answering: what it turns into an error is answered as that error
+        self.shadow = shadow  # runs the manager's shadow version, if any, on the answered images
         self.max_queued = max_queued  # images taken and not yet answered: past it a request is refused, not held
         self._queued = 0
         self._waiting: deque[_Pending] = deque()
@@ -131,9 +134,24 @@ class MicroBatcher:
                 self._queued -= len(batch)
                 _deliver(batch, [error] * len(batch))
                 continue
+            shadow = self.manager.shadow if self.shadow is not None else None
             self._in_flight += 1
-            predicted = loop.run_in_executor(self._executor, _predict_isolating_failures, model, batch)
+            predicted = loop.run_in_executor(self._executor, self._infer, model, shadow, batch)
             predicted.add_done_callback(lambda future, batch=batch: self._predicted(batch, future))  # type: ignore[misc]
+
+    def _infer(self, model: ServedModel, shadow: Shadow | None, batch: list[_Pending]) -> list[Outcome]:
+        """The batch through the production model, then handed (in this thread) to the shadow, if any."""
+        outcomes = _predict_isolating_failures(model, batch)
+        if shadow is not None and self.shadow is not None:
+            answered = [(item, out) for item, out in zip(batch, outcomes, strict=True) if isinstance(out, BatchOutput)]
+            self.shadow.offer(
+                shadow,
+                model.version,
+                [item.submitted.image for item, _ in answered],
+                [out.prediction_id for _, out in answered],
+                batch[0].submitted.started,
+            )
+        return outcomes
 
     def _predicted(self, batch: list[_Pending], predicted: asyncio.Future[list[Outcome]]) -> None:
         """The model is free for the next batch; this one is recorded (off the loop) and then answered."""

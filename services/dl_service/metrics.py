@@ -65,6 +65,32 @@ class ServiceMetrics:
             multiprocess_mode="livemax",
         )
 
+        self.shadow_predictions = Counter(
+            "dl_service_shadow_predictions_total",
+            "Predictions of the version in shadow, logged beside the answered ones",
+            ["model_version"],
+            registry=registry,
+        )
+        self.shadow_skipped = Counter(
+            "dl_service_shadow_skipped_total",
+            "Images the shadow did not predict or log: busy (it fell behind), failed, or unlogged",
+            ["reason"],
+            registry=registry,
+        )
+        self.shadow_version = Gauge(
+            "dl_service_shadow_version",
+            "Version run in shadow (1 for the shadowed version)",
+            ["model", "version"],
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+
+    def shadow_version_changed(self, model: str, before: str | None, after: str | None) -> None:
+        if before is not None:
+            self.shadow_version.labels(model, before).set(0)
+        if after is not None:
+            self.shadow_version.labels(model, after).set(1)
+
     def served_version_changed(self, model: str, before: str | None, after: str) -> None:
         if before is not None:
             self.model_version.labels(model, before).set(0)

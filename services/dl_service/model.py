@@ -23,6 +23,7 @@ from tasks.core.bundle import EMBEDDING_LAYER, LAST_CONV_LAYER, ModelBundle, fet
 from tasks.core.errors import IntegrityError, MlopsError
 from tasks.core.pointer import read_pointer
 from tasks.core.preprocessing import preprocess
+from tasks.core.shadow_pointer import read_shadow
 from tasks.core.trust import TrustModel
 
 logger = logging.getLogger(__name__)
@@ -186,6 +187,14 @@ def load_served_model(
 
 
 @dataclass(frozen=True)
+class Shadow:
+    """A version in shadow: it predicts ``sample`` of the micro-batches beside the production version."""
+
+    model: ServedModel
+    sample: float
+
+
+@dataclass(frozen=True)
 class ReloadResult:
     version: str | None
     changed: bool
@@ -202,11 +211,13 @@ class ModelManager:
         cache_dir: Path,
         on_change: Callable[[str | None, str], None] | None = None,
         verify_key: Ed25519PublicKey | None = None,
+        on_shadow_change: Callable[[str | None, str | None], None] | None = None,
     ) -> None:
         self.storage_url, self.name, self.cache_dir = storage_url, name, cache_dir
-        self.on_change = on_change
+        self.on_change, self.on_shadow_change = on_change, on_shadow_change
         self.verify_key = verify_key  # None: versions load unsigned (development mode without a key)
         self._current: ServedModel | None = None
+        self.shadow: Shadow | None = None  # replaced whole, like the current model
         self._load_lock = threading.Lock()
         self.unavailable_reason = "no model loaded yet"
 
@@ -222,30 +233,60 @@ class ModelManager:
         return self._current is not None
 
     def refresh(self) -> ReloadResult:
-        """Load the version the pointer names if it differs from the current one.
+        """Load the version the pointer names if it differs from the current one, then follow the shadow pointer.
 
         A pointer that is not valid, or a version whose checksums or signature fail, is refused and the current
-        model kept; the reason is logged and raised (a reload request answers it with 409).
+        model kept; the reason is logged and raised (a reload request answers it with 409). A shadow that
+        cannot be loaded is logged and dropped: it never stands in the way of serving.
         """
         with self._load_lock:
-            current = self._current.version if self._current else None
             try:
-                pointer = read_pointer(self.storage_url, self.name)
-                if pointer is None:
-                    self.unavailable_reason = f"no production model for {self.name!r} yet: run the deploy flow"
-                    return ReloadResult(current, False, self.unavailable_reason)
-                if pointer.version == current:
-                    return ReloadResult(current, False, f"version {current} already loaded")
-                loaded = load_served_model(
+                return self._refresh_production()
+            finally:
+                self._follow_shadow()
+
+    def _follow_shadow(self) -> None:
+        before = self.shadow.model.version if self.shadow else None
+        try:
+            pointer = read_shadow(self.storage_url, self.name)
+            serving = self._current.version if self._current else None
+            if pointer is None or pointer.version == serving:
+                self.shadow = None  # none, or promoted meanwhile: the production model answers it already
+            elif self.shadow is not None and pointer.version == before:
+                self.shadow = Shadow(self.shadow.model, pointer.sample)
+            else:
+                model = load_served_model(
                     self.storage_url, self.name, pointer.version, self.cache_dir, pointer.sums_sha256, self.verify_key
                 )
-            except IntegrityError as error:
-                logger.error("Refusing the production pointer of %s: %s", self.name, error)
-                if self._current is None:
-                    self.unavailable_reason = f"the production version failed its integrity checks: {error}"
-                raise
-            self._current = loaded  # one reference swap: in-flight batches keep the model they hold
-            logger.info("Serving %s version %s (was %s)", self.name, pointer.version, current)
-            if self.on_change is not None:
-                self.on_change(current, pointer.version)
-            return ReloadResult(pointer.version, True, f"loaded version {pointer.version}")
+                self.shadow = Shadow(model, pointer.sample)
+        except Exception as error:
+            logger.error("No shadow for %s: %s", self.name, error)
+            self.shadow = None
+        after = self.shadow.model.version if self.shadow else None
+        if after != before:
+            logger.info("Shadow of %s: version %s (was %s)", self.name, after, before)
+            if self.on_shadow_change is not None:
+                self.on_shadow_change(before, after)
+
+    def _refresh_production(self) -> ReloadResult:
+        current = self._current.version if self._current else None
+        try:
+            pointer = read_pointer(self.storage_url, self.name)
+            if pointer is None:
+                self.unavailable_reason = f"no production model for {self.name!r} yet: run the deploy flow"
+                return ReloadResult(current, False, self.unavailable_reason)
+            if pointer.version == current:
+                return ReloadResult(current, False, f"version {current} already loaded")
+            loaded = load_served_model(
+                self.storage_url, self.name, pointer.version, self.cache_dir, pointer.sums_sha256, self.verify_key
+            )
+        except IntegrityError as error:
+            logger.error("Refusing the production pointer of %s: %s", self.name, error)
+            if self._current is None:
+                self.unavailable_reason = f"the production version failed its integrity checks: {error}"
+            raise
+        self._current = loaded  # one reference swap: in-flight batches keep the model they hold
+        logger.info("Serving %s version %s (was %s)", self.name, pointer.version, current)
+        if self.on_change is not None:
+            self.on_change(current, pointer.version)
+        return ReloadResult(pointer.version, True, f"loaded version {pointer.version}")

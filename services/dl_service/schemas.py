@@ -52,6 +52,7 @@ class ReloadOut(BaseModel):
     version: str | None
     changed: bool
     detail: str
+    shadow_version: str | None = Field(None, description="the version also run in shadow, never answering")
 
 
 class Readiness(BaseModel):
@@ -59,3 +60,4 @@ class Readiness(BaseModel):
     model_name: str
     model_version: str | None
     detail: str
+    shadow_version: str | None = None

@@ -28,13 +28,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, insert, select
+from sqlalchemy import Table, create_engine, event, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from tasks.core.errors import MlopsError
-from tasks.core.prediction_log import add_missing_columns, feedback, metadata, predictions
+from tasks.core.prediction_log import add_missing_columns, feedback, metadata, predictions, shadow_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +74,11 @@ class PredictionLog:
         self, database_url: str, spool_dir: Path, flush_seconds: float = 0.2, stale_seconds: float = 300
     ) -> None:
         self.engine = _engine(database_url)
-        self._insert_statement = _insert_ignoring_duplicates(self.engine.dialect.name)
-        self._sqlite_insert = _DriverInsert(self.engine) if self.engine.dialect.name == "sqlite" else None
+        self._insert_statement = _insert_ignoring_duplicates(self.engine.dialect.name, predictions)
+        self._shadow_statement = _insert_ignoring_duplicates(self.engine.dialect.name, shadow_predictions)
+        on_sqlite = self.engine.dialect.name == "sqlite"
+        self._sqlite_insert = _DriverInsert(self.engine, predictions) if on_sqlite else None
+        self._sqlite_shadow_insert = _DriverInsert(self.engine, shadow_predictions) if on_sqlite else None
         self.spool_dir, self.flush_seconds, self.stale_seconds = spool_dir, flush_seconds, stale_seconds
         self.written = 0  # rows this process put in the database
         self.unstorable = 0  # rows neither the database nor the spool would take (their requests got 503)
@@ -116,6 +119,26 @@ class PredictionLog:
                 self.unstorable += len(rows)
                 logger.error("Cannot spool %d prediction rows (%s): their requests are refused", len(rows), error)
                 raise LogUnavailable("the prediction log cannot store predictions right now; retry shortly") from None
+
+    def write_shadow(self, rows: Sequence[Row]) -> bool:
+        """Store what a shadowed version said; False when the database is away or refuses them.
+
+        Best effort by design: no client received these outputs, so they are neither spooled nor
+        allowed to slow the production rows (the shadow report counts what arrived)."""
+        if not rows or self._database_down:
+            return False
+        try:
+            self._ensure_tables()
+            with self.engine.begin() as connection:
+                if self._sqlite_shadow_insert is not None:
+                    insert_rows = self._sqlite_shadow_insert
+                    connection.exec_driver_sql(insert_rows.sql, insert_rows.parameters(list(rows)))
+                else:
+                    connection.execute(self._shadow_statement, list(rows))
+            return True
+        except (*DATABASE_ERRORS, *REFUSED_ROW_ERRORS) as error:
+            logger.warning("%d shadow rows not stored: %s", len(rows), type(error).__name__)
+            return False
 
     def flush(self) -> None:
         """Close this process's segment and replay every closed spool file (also every flush_seconds)."""
@@ -354,13 +377,14 @@ class _DriverInsert:
     multi-row VALUES, which is what makes its inserts one round trip.)
     """
 
-    def __init__(self, engine: Engine) -> None:
-        columns = list(predictions.columns)
+    def __init__(self, engine: Engine, table: Table) -> None:
+        columns = list(table.columns)
         self.names = [column.name for column in columns]
         self.processors = [column.type.bind_processor(engine.dialect) for column in columns]
+        keys = ", ".join(column.name for column in table.primary_key.columns)
         self.sql = (
-            f"INSERT INTO {predictions.name} ({', '.join(self.names)}) "
-            f"VALUES ({', '.join('?' for _ in columns)}) ON CONFLICT (id) DO NOTHING"
+            f"INSERT INTO {table.name} ({', '.join(self.names)}) "
+            f"VALUES ({', '.join('?' for _ in columns)}) ON CONFLICT ({keys}) DO NOTHING"
         )
 
     def parameters(self, rows: list[Row]) -> list[tuple[Any, ...]]:
@@ -391,12 +415,13 @@ def _sqlite_write_ahead_log(connection: Any, _: Any) -> None:
     connection.execute("PRAGMA synchronous=NORMAL")
 
 
-def _insert_ignoring_duplicates(dialect: str):  # type: ignore[no-untyped-def]
+def _insert_ignoring_duplicates(dialect: str, table: Table):  # type: ignore[no-untyped-def]
+    keys = [column.name for column in table.primary_key.columns]
     if dialect == "postgresql":
-        return postgresql.insert(predictions).on_conflict_do_nothing(index_elements=["id"])
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
     if dialect == "sqlite":
-        return sqlite.insert(predictions).on_conflict_do_nothing(index_elements=["id"])
-    return insert(predictions)
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
+    return insert(table)
 
 
 def _append_synced(path: Path, lines: list[str]) -> None:

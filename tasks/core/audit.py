@@ -28,11 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ValidationError
 
-from tasks.core.storage import model_root
+from tasks.core.storage import model_root, read_metadata
 
 AUDIT_FOLDER = "audit"
 GENESIS = "0" * 64  # the link of the first entry
@@ -69,13 +68,8 @@ def actor() -> str:
 def version_provenance(storage_url: str, name: str, version: str) -> dict[str, Any]:
     """What the version's metadata and checksums say made it; empty fields for a version without them."""
     fs, root = model_root(storage_url, name)
-    folder = f"{root}/{version}"
-    metadata: dict[str, Any] = {}
-    if fs.exists(f"{folder}/metadata.yaml"):
-        with fs.open(f"{folder}/metadata.yaml", "r") as handle:
-            loaded = yaml.safe_load(handle)
-        metadata = loaded if isinstance(loaded, dict) else {}
-    sums = f"{folder}/SHA256SUMS"
+    metadata = read_metadata(storage_url, name, version)
+    sums = f"{root}/{version}/SHA256SUMS"
     digest = hashlib.sha256(fs.cat_file(sums)).hexdigest() if fs.exists(sums) else None
     dataset, code = metadata.get("dataset", {}), metadata.get("code", {})
     return {

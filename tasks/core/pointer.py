@@ -67,7 +67,7 @@ def write_pointer(storage_url: str, name: str, version: str, reason: str, metric
         metrics={k: float(v) for k, v in metrics.items()},
         sums_sha256=verified.sums_digest,
     )
-    _replace_atomically(storage_url, name, pointer.model_dump_json(indent=2))
+    replace_atomically(storage_url, name, POINTER, pointer.model_dump_json(indent=2))
     return pointer
 
 
@@ -78,9 +78,10 @@ def _previous(current: ProductionPointer | None, version: str) -> str | None:
     return current.previous_version if current.version == version else current.version
 
 
-def _replace_atomically(storage_url: str, name: str, text: str) -> None:
+def replace_atomically(storage_url: str, name: str, file_name: str, text: str) -> None:
+    """Write one of the model's pointer files so that readers see the old text or the new, never half."""
     fs, root = model_root(storage_url, name)
-    target = f"{root}/{POINTER}"
+    target = f"{root}/{file_name}"
     if isinstance(fs, LocalFileSystem):
         temporary = Path(f"{target}.{uuid.uuid4().hex[:8]}.tmp")
         try:

@@ -38,6 +38,27 @@ predictions = Table(
     Column("image_uri", String(1000)),
 )
 
+# What a version in shadow said about a logged prediction (tasks/core/shadow_pointer.py): the
+# production row is the one answered and holds the image's measures; this one sits beside it,
+# joined on prediction_id. No foreign key: the production row may still be in the spool.
+shadow_predictions = Table(
+    "shadow_predictions",
+    metadata,
+    Column("prediction_id", String(36), primary_key=True),
+    Column("model_version", String(50), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("model_name", String(200), nullable=False),
+    Column("champion_version", String(50), nullable=False),
+    Column("predicted_label", String(200), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("probabilities", JSON, nullable=False),
+    Column("prediction_set", JSON),
+    Column("ood_score", Float),
+    Column("ood", Boolean),
+    Column("abstain", Boolean),
+    Column("latency_ms", Float, nullable=False),  # from the batch's arrival to the shadow's answer
+)
+
 feedback = Table(
     "feedback",
     metadata,

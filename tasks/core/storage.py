@@ -24,8 +24,10 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import fsspec
+import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fsspec.implementations.local import LocalFileSystem
 
@@ -182,6 +184,14 @@ def read_fresh(fs: fsspec.AbstractFileSystem, path: str) -> bytes | None:
         return bytes(fs.cat_file(path))
     except FileNotFoundError:
         return None
+
+
+def read_metadata(storage_url: str, name: str, version: str) -> dict[str, Any]:
+    """A published version's ``metadata.yaml`` (class names, dataset, code, config hash); {} without one."""
+    fs, root = model_root(storage_url, name)
+    raw = read_fresh(fs, f"{root}/{version}/{METADATA_FILE}")
+    loaded = yaml.safe_load(raw) if raw is not None else None
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def read_checksums(storage_url: str, name: str, version: str) -> Checksums:

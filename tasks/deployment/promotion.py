@@ -8,6 +8,7 @@ overall on ``deploy.metric`` and on every pre-declared slice.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from configs.schema import Thresholds
 from tasks.deployment.noninferiority import NonInferiority
@@ -25,6 +26,15 @@ class PromotionDecision:
     challenger_metrics: dict[str, float]
     champion_metrics: dict[str, float] | None = None
     comparison: NonInferiority | None = None  # the intervals the decision rests on
+    in_shadow: bool = False  # passed offline and running in shadow: neither promoted nor refused yet
+    shadow: dict[str, Any] | None = None  # the judged shadow report (tasks/deployment/shadow.py)
+
+    def evidence(self) -> dict[str, Any] | None:
+        """What the audit trail keeps of the decision: the paired intervals and the shadow's report."""
+        if self.comparison is None and self.shadow is None:
+            return None
+        shadow = {"shadow": self.shadow} if self.shadow is not None else {}
+        return {**(self.comparison.as_dict() if self.comparison else {}), **shadow}
 
     @property
     def champion_after(self) -> str | None:

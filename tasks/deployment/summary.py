@@ -24,6 +24,8 @@ def summary_markdown(trained: Any, evaluation: Any | None, deployed: Any | None,
         f"- **promoted**: {'yes' if deployed.promoted else 'no'}: {deployed.reason}",
         f"- **champion**: before `{deployed.champion_before}`, after `{deployed.champion_after}`",
     ]
+    if deployed.in_shadow:
+        lines.append("- **shadow**: running beside the champion on live traffic; `mlops shadow report` compares them")
     if deployed.champion_metrics and deployed.champion_before != trained.version:
         lines += ["", f"Challenger v{trained.version} against champion v{deployed.champion_before}, same split:", ""]
         lines += comparison_markdown(evaluation.metrics, deployed.champion_metrics)

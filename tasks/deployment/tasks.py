@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
@@ -18,6 +20,7 @@ from tasks.core.audit import append_entry
 from tasks.core.image_properties import file_properties
 from tasks.core.pointer import ProductionPointer
 from tasks.core.settings import get_settings
+from tasks.core.shadow_pointer import read_shadow
 from tasks.core.tracking import TrackingRun
 from tasks.data.dataset import DatasetRef
 from tasks.data.tasks import resolve_dataset
@@ -27,6 +30,7 @@ from tasks.deployment.notify import notify_services
 from tasks.deployment.prefect_deployments import apply_all
 from tasks.deployment.promotion import PromotionDecision, already_champion, decide_promotion
 from tasks.deployment.release import release_version
+from tasks.deployment.shadow import describe_report, judge_shadow, shadow_report, start_shadow, stop_shadow
 from tasks.evaluation.tasks import Evaluation, evaluate_model
 
 # What the deploy flow keeps applied: the weekly monitor, and the full flow it may start on
@@ -120,10 +124,9 @@ def log_comparison(decision: PromotionDecision, run: TrackingRun) -> str | None:
 def release(decision: PromotionDecision, name: str, run: TrackingRun) -> ProductionPointer:
     """Pointer and alias to the challenger, together."""
     storage = run.settings.central_storage_url
-    evidence = decision.comparison.as_dict() if decision.comparison else None
     return release_version(
         run.client, storage, name, decision.challenger, decision.reason, decision.challenger_metrics, "promotion",
-        evidence, flow_actor(),
+        decision.evidence(), flow_actor(),
     )  # fmt: skip
 
 
@@ -135,11 +138,47 @@ def flow_actor() -> str:
 @task(name="record_refusal", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
 def record_refusal(decision: PromotionDecision, name: str, run: TrackingRun) -> None:
     """A challenger kept out is in the audit trail too, with the intervals that kept it out."""
-    evidence = decision.comparison.as_dict() if decision.comparison else None
     append_entry(
         run.settings.central_storage_url, name, "refused", decision.challenger, decision.reason, decision.champion,
-        evidence, flow_actor(),
+        decision.evidence(), flow_actor(),
     )  # fmt: skip
+
+
+@task(name="shadow_before_promotion", cache_policy=NO_CACHE)
+def shadow_before_promotion(config: FlowConfig, decision: PromotionDecision, run: TrackingRun) -> PromotionDecision:
+    """A challenger that passed offline runs in shadow first. The deploy run that finds it not yet in shadow
+    starts the shadow; a later one judges what it said (``deploy.shadow``): promote when ready, refuse
+    and stop the shadow when it failed, keep it running while the evidence is short."""
+    storage, name, rule = run.settings.central_storage_url, config.model.name, config.deploy.shadow
+    current = read_shadow(storage, name)
+    logger = get_run_logger()
+    if current is None or current.version != decision.challenger:
+        reason = f"passed offline ({decision.reason}); in shadow beside version {decision.champion}"
+        start_shadow(storage, name, decision.challenger, rule.sample, reason, flow_actor(), decision.evidence())
+        logger.info("Version %s in shadow; a later deploy run promotes it once the shadow criteria hold",
+                    decision.challenger)  # fmt: skip
+        return replace(decision, promote=False, in_shadow=True, reason=f"{reason}; judged by a later deploy run")
+    report = judge_shadow(
+        shadow_report(run.settings.prediction_database_url, storage, current, config.deploy.confidence), rule
+    )
+    run.log_dict(report.as_dict(), "shadow/report.json")
+    create_markdown_artifact(describe_report(report), key=f"shadow-{re.sub(r'[^a-z0-9-]', '-', name.lower())}",
+                             description=f"Shadow of {name} version {decision.challenger}")  # fmt: skip
+    logger.info("Shadow of version %s: %s (%s)", decision.challenger, report.status, "; ".join(report.reasons))
+    judged = "; ".join(report.reasons)
+    if report.status == "waiting":
+        return replace(decision, promote=False, in_shadow=True, reason=f"in shadow: {judged}", shadow=report.as_dict())
+    if report.status == "failed":
+        stop_shadow(storage, name, f"failed in shadow: {judged}", flow_actor(), {"shadow": report.as_dict()})
+        return replace(decision, promote=False, reason=f"failed in shadow: {judged}", shadow=report.as_dict())
+    return replace(decision, reason=f"{decision.reason}; in shadow: {judged}", shadow=report.as_dict())
+
+
+@task(name="end_shadow", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+def end_shadow(decision: PromotionDecision, name: str, run: TrackingRun) -> None:
+    """After a promotion from shadow: the shadow ends, its last report as the evidence."""
+    stop_shadow(run.settings.central_storage_url, name, f"promoted after shadow: {decision.reason}", flow_actor(),
+                {"shadow": decision.shadow})  # fmt: skip
 
 
 @task(name="notify_services", cache_policy=NO_CACHE)

@@ -26,13 +26,13 @@ CARD_MARKDOWN, CARD_HTML = "model_card.md", "model_card.html"
 Z_95 = 1.959963984540054
 
 
-def wilson(successes: int, trials: int) -> tuple[float, float]:
-    """The 95% Wilson score interval of a proportion."""
+def wilson(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% two-sided by default; ``z`` sets the width)."""
     if trials == 0:
         return float("nan"), float("nan")
     p = successes / trials
-    centre = (p + Z_95**2 / (2 * trials)) / (1 + Z_95**2 / trials)
-    half = Z_95 * np.sqrt(p * (1 - p) / trials + Z_95**2 / (4 * trials**2)) / (1 + Z_95**2 / trials)
+    centre = (p + z**2 / (2 * trials)) / (1 + z**2 / trials)
+    half = z * np.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / (1 + z**2 / trials)
     return float(centre - half), float(centre + half)
 
 

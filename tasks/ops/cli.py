@@ -8,6 +8,8 @@ flows/cli.py adds the commands that run flows (`mlops run`, `mlops monitor`) and
     mlops rollback [--to V] [--yes]
     mlops history [--json]         the audit trail of promotions, rollbacks and refusals, verified
     mlops trace PREDICTION_ID      the version behind a logged prediction, its provenance, who deployed it
+    mlops shadow start V | stop | report [--json]
+                                   run a version beside production on live traffic, and compare the two
     mlops monitor                  the monitor flow once, now
     mlops serve                    the serving service on 127.0.0.1:4242
     mlops ui                       Prefect, MLflow and Evidently UIs over the state folder
@@ -19,7 +21,6 @@ Exit codes: 0 done, 1 the work failed, 2 bad input (config, version, a refused c
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -30,20 +31,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 
-from configs.schema import load_config
 from tasks.core.errors import MlopsError
 from tasks.core.settings import REPO_ROOT, Settings, get_settings, prepare_embedded_environment
+from tasks.ops.console import (
+    BAD_INPUT,
+    DEFAULT_CONFIG,
+    ConfigOption,
+    JsonOption,
+    YesOption,
+    confirm,
+    context,
+    echo,
+    fail,
+)
+from tasks.ops.shadow_cli import shadow_app
 
 # MLflow, TensorFlow and Prefect are imported by the commands that use them, so `mlops --help`
 # and bad input answer at once.
 if TYPE_CHECKING:
     from tasks.core.audit import Event
     from tasks.core.pointer import ProductionPointer
-
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "full_flow_config.yaml"
-BAD_INPUT = 2
 
 app = typer.Typer(
     name="mlops",
@@ -52,21 +60,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-ConfigOption = Annotated[Path, typer.Option("--config", help="the experiment: names the model and reload URLs")]
-JsonOption = Annotated[bool, typer.Option("--json", help="print JSON (for scripts)")]
-YesOption = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+app.add_typer(shadow_app, name="shadow")
 
 
 def _metadata(settings: Settings, name: str, version: str) -> dict[str, Any]:
-    from tasks.core.bundle import METADATA_FILE
-    from tasks.core.storage import model_root
+    from tasks.core.storage import read_metadata
 
-    fs, root = model_root(settings.central_storage_url, name)
-    path = f"{root}/{version}/{METADATA_FILE}"
-    if not fs.exists(path):
-        return {}
-    with fs.open(path, "r") as handle:
-        return yaml.safe_load(handle) or {}
+    return read_metadata(settings.central_storage_url, name, version)
 
 
 def status_of(settings: Settings, name: str) -> dict[str, Any]:
@@ -188,39 +188,6 @@ def rollback_target(settings: Settings, name: str, to: str | None) -> str:
     return pointer.previous_version
 
 
-def _echo(text: str, err: bool = False) -> None:
-    """To stdout, or stderr with ``err``."""
-    print(text, file=sys.stderr if err else sys.stdout, flush=True)
-
-
-def _fail(error: MlopsError, code: int = BAD_INPUT) -> typer.Exit:
-    _echo(f"error: {error}", err=True)
-    return typer.Exit(code)
-
-
-def _context(config: Path) -> tuple[Settings, Any]:
-    """Settings with the state folder prepared, and the config (bad input exits 2 naming the key)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    try:
-        loaded = load_config(config, root=REPO_ROOT)
-    except MlopsError as error:
-        raise _fail(error) from None
-    settings = get_settings()
-    prepare_embedded_environment(settings)
-    return settings, loaded
-
-
-def _confirm(question: str, yes: bool) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        _echo(f"error: {question} Confirm with --yes when not at a terminal.", err=True)
-        raise typer.Exit(BAD_INPUT)
-    if not typer.confirm(question):
-        raise typer.Exit(BAD_INPUT)
-
-
 @app.command()
 def status(config: ConfigOption = DEFAULT_CONFIG, as_json: JsonOption = False) -> None:
     """The model in production: version, when and why deployed, metrics, data revision, code commit."""
@@ -237,12 +204,12 @@ def _read_command(
     config: Path, as_json: bool, data: Callable[[Settings, str], Any], text: Callable[[Settings, str], str]
 ) -> None:
     """A read command: the data as JSON, or the text for people; a failure exits 1 with its message."""
-    settings, loaded = _context(config)
+    settings, loaded = context(config)
     name = loaded.model.name
     try:
-        _echo(json.dumps(data(settings, name), indent=2) if as_json else text(settings, name))
+        echo(json.dumps(data(settings, name), indent=2) if as_json else text(settings, name))
     except MlopsError as error:
-        raise _fail(error, 1) from None
+        raise fail(error, 1) from None
 
 
 @app.command()
@@ -252,9 +219,9 @@ def promote(
     yes: YesOption = False,
 ) -> None:
     """Put a version in production: pointer, registry alias, Prefect variable; services reload."""
-    settings, loaded = _context(config)
+    settings, loaded = context(config)
     name = loaded.model.name
-    _confirm(f"Put {name} version {version} in production?", yes)
+    confirm(f"Put {name} version {version} in production?", yes)
     _move(settings, name, version, "promote by operator", loaded.deploy.reload_urls, "promotion")
 
 
@@ -265,13 +232,13 @@ def rollback(
     yes: YesOption = False,
 ) -> None:
     """Back to the previous production version (or --to V)."""
-    settings, loaded = _context(config)
+    settings, loaded = context(config)
     name = loaded.model.name
     try:
         version = rollback_target(settings, name, to)
     except MlopsError as error:
-        raise _fail(error) from None
-    _confirm(f"Roll {name} back to version {version}?", yes)
+        raise fail(error) from None
+    confirm(f"Roll {name} back to version {version}?", yes)
     _move(settings, name, version, "rollback by operator", loaded.deploy.reload_urls, "rollback")
 
 
@@ -279,8 +246,8 @@ def _move(settings: Settings, name: str, version: str, reason: str, reload_urls:
     try:
         pointer = move_production(settings, name, version, reason, reload_urls, event)
     except MlopsError as error:
-        raise _fail(error) from None
-    _echo(f"{name} version {pointer.version} is in production (previous: {pointer.previous_version})")
+        raise fail(error) from None
+    echo(f"{name} version {pointer.version} is in production (previous: {pointer.previous_version})")
 
 
 def history_of(settings: Settings, name: str) -> dict[str, Any]:
@@ -377,12 +344,12 @@ def show_trace(trace: dict[str, Any]) -> str:
 @app.command()
 def history(config: ConfigOption = DEFAULT_CONFIG, as_json: JsonOption = False) -> None:
     """The audit trail of promotions, rollbacks and refusals, its chain verified (exit 1 when broken)."""
-    settings, loaded = _context(config)
+    settings, loaded = context(config)
     try:
         found = history_of(settings, loaded.model.name)
     except MlopsError as error:
-        raise _fail(error, 1) from None
-    _echo(json.dumps(found, indent=2) if as_json else show_history(found))
+        raise fail(error, 1) from None
+    echo(json.dumps(found, indent=2) if as_json else show_history(found))
     if not found["intact"]:
         raise typer.Exit(1)
 
@@ -398,8 +365,8 @@ def trace(
     try:
         found = trace_of(settings, prediction_id)
     except MlopsError as error:
-        raise _fail(error, 1) from None
-    _echo(json.dumps(found, indent=2, default=str) if as_json else show_trace(found))
+        raise fail(error, 1) from None
+    echo(json.dumps(found, indent=2, default=str) if as_json else show_trace(found))
 
 
 deployments_app = typer.Typer(help="The Prefect deployments of every flow.", no_args_is_help=True)
@@ -420,17 +387,17 @@ def apply_deployments(
     """
     from tasks.deployment.tasks import apply_all_deployments
 
-    _, loaded = _context(config)
+    _, loaded = context(config)
     try:
         applied = apply_all_deployments(os.environ.get("PREFECT_API_URL"), loaded.deploy.monitor_cron)
     except MlopsError as error:
-        raise _fail(error, 1) from None
+        raise fail(error, 1) from None
     if as_json:
-        _echo(json.dumps({"deployments": applied, "monitor_cron": loaded.deploy.monitor_cron}, indent=2))
+        echo(json.dumps({"deployments": applied, "monitor_cron": loaded.deploy.monitor_cron}, indent=2))
         return
     for name, pool in applied.items():
-        _echo(f"{name:<24} on work pool {pool}")
-    _echo(f"monitor/monitor-weekly runs on {loaded.deploy.monitor_cron!r} (UTC)")
+        echo(f"{name:<24} on work pool {pool}")
+    echo(f"monitor/monitor-weekly runs on {loaded.deploy.monitor_cron!r} (UTC)")
 
 
 @app.command()
@@ -478,12 +445,12 @@ def ui(
         # The Prefect UI calls the API at this address from the browser; by default it assumes port 4200.
         env = dict(os.environ, PREFECT_SERVER_UI_API_URL=f"http://127.0.0.1:{prefect_port}/api")
         processes.append(subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=log, env=env))
-        _echo(label)
-    _echo(f"logs in {logs}; Ctrl-C stops them")
+        echo(label)
+    echo(f"logs in {logs}; Ctrl-C stops them")
     try:
         while all(process.poll() is None for process in processes):
             time.sleep(1)
-        _echo("a UI server exited; see its log", err=True)
+        echo("a UI server exited; see its log", err=True)
     except KeyboardInterrupt:
         pass
     finally:
