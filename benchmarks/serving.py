@@ -5,6 +5,7 @@
   (e) BentoML 1.4 with adaptive batching, the same model, the same number of worker processes
   (f) the cost of the trust layer: /predict of the same model with and without calibration, prediction
       sets and the out-of-distribution score (interleaved, paired rounds)
+  (g) the cost of shadow mode: /predict while a second version predicts every micro-batch and logs beside it
 
     make bench-serving        (or: python benchmarks/serving.py [--seconds 8])
 
@@ -39,6 +40,7 @@ ROUNDS = 5
 NOOP, SERVICE, NO_LOG = "(b) no-op upload", "(c) dl_service /predict", "(c') dl_service, logging off"
 NAIVE, BENTOML = "(d) naive per-request", "(e) BentoML 1.4 adaptive"
 NO_TRUST = "(f) dl_service, no trust layer"
+SHADOWED = "(g) dl_service + shadow version"
 
 from deployments.stack.servers import free_port  # noqa: E402  (ROOT is on sys.path from here on)
 
@@ -53,15 +55,17 @@ class LoadResult:
     failed: int
 
 
-def build_model(workdir: Path, images: np.ndarray) -> tuple[Path, Path, Path]:
-    """The config's classifier and UAE, published to two private storages with a production pointer:
-    one version with a trust layer fitted on ``images`` as training fits it, one without."""
+def build_model(workdir: Path, images: np.ndarray) -> tuple[Path, Path, Path, Path]:
+    """The config's classifier and UAE, published to private storages with a production pointer: one
+    version with a trust layer fitted on ``images`` as training fits it, one without, and the trusted one
+    as versions 1 (production) and 2 (in shadow, every batch)."""
     import keras
     import pandas as pd
 
     from configs.schema import load_config
     from tasks.core.bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, TRUST_FILE, UAE_FILE
     from tasks.core.pointer import write_pointer
+    from tasks.core.shadow_pointer import write_shadow
     from tasks.core.storage import publish_version
     from tasks.training.models import build_classifier, build_uae
 
@@ -83,7 +87,12 @@ def build_model(workdir: Path, images: np.ndarray) -> tuple[Path, Path, Path]:
     trust_layer(classifier, images).save(bundle / TRUST_FILE)
     publish_version(bundle, str(trusted), config.model.name, "1")
     write_pointer(str(trusted), config.model.name, "1", "benchmark", {})
-    return storage, trusted, bundle / MODEL_FILE
+    shadowed = workdir / "storage-shadow"
+    for version in ("1", "2"):
+        publish_version(bundle, str(shadowed), config.model.name, version)
+    write_pointer(str(shadowed), config.model.name, "1", "benchmark", {})
+    write_shadow(str(shadowed), config.model.name, "2", 1.0, "1", "benchmark")
+    return storage, trusted, shadowed, bundle / MODEL_FILE
 
 
 def trust_layer(classifier, images: np.ndarray):  # type: ignore[no-untyped-def]
@@ -247,7 +256,7 @@ def main() -> int:
     results: list[LoadResult] = []
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as folder, contextlib.ExitStack() as servers:
         workdir = Path(folder)
-        storage, trusted, model_path = build_model(workdir, calibration)
+        storage, trusted, shadowed, model_path = build_model(workdir, calibration)
         raw = raw_throughput(model_path, image, args.seconds)
         service_env = {
             "MLOPS_HOME": str(workdir / "state"),
@@ -260,6 +269,11 @@ def main() -> int:
             "MLOPS_STORAGE_URL": str(storage),
             "MLOPS_PREDICTION_DB_URL": f"sqlite:///{workdir / 'predictions-no-trust.db'}",
         }
+        with_shadow = {
+            "MLOPS_HOME": str(workdir / "state-shadow"),
+            "MLOPS_STORAGE_URL": str(shadowed),
+            "MLOPS_PREDICTION_DB_URL": f"sqlite:///{workdir / 'predictions-shadow.db'}",
+        }
         # The three compared at concurrency 32 run side by side and take turns, ROUNDS times:
         # this shared machine drifts by +-20% within minutes, so one run each would compare noise.
         urls = {}
@@ -268,6 +282,7 @@ def main() -> int:
             (SERVICE, "services.dl_service.app:create_app", service_env, "/ready"),
             (NO_LOG, "services.dl_service.app:create_app", no_log, "/ready"),
             (NO_TRUST, "services.dl_service.app:create_app", no_trust, "/ready"),
+            (SHADOWED, "services.dl_service.app:create_app", with_shadow, "/ready"),
         ):
             port = free_port()
             servers.enter_context(server(uvicorn(factory, port), env, port, ready, workdir / f"{port}.log"))
@@ -277,6 +292,7 @@ def main() -> int:
             for name, url in urls.items():
                 rounds[name].append(measure(name, url, image, 32, args.seconds))
         results.extend(median_run(runs) for runs in rounds.values())
+        shadow_coverage = shadowed_share(urls[SHADOWED].removesuffix("/predict"))
         for concurrency in (c for c in CONCURRENCY if c != 32):
             results.append(measure(SERVICE, urls[SERVICE], image, concurrency, args.seconds))
         servers.close()
@@ -300,7 +316,18 @@ def main() -> int:
             with server(command, naive_env, port, "/readyz", workdir / "bentoml.log"):
                 results.append(measure(BENTOML, url, image, 32, args.seconds, field="files"))
     report(raw, sorted(results, key=lambda r: (r.name, r.concurrency)), rounds)
+    print(f"shadow coverage: {shadow_coverage:.1%} of answered predictions also predicted by the shadow")
     return 0
+
+
+def shadowed_share(url: str) -> float:
+    """Shadow predictions over answered ones, from the shadowed service's /metrics (it skips when behind)."""
+    page = httpx.get(f"{url}/metrics", timeout=30).text
+
+    def total(metric: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines() if line.startswith(metric + "{"))
+
+    return total("dl_service_shadow_predictions_total") / max(total("dl_service_predictions_total"), 1.0)
 
 
 def median_run(runs: list[LoadResult]) -> LoadResult:
@@ -326,10 +353,15 @@ def report(raw: float, results: list[LoadResult], rounds: dict[str, list[LoadRes
     if bento:
         print(f"/predict at 32 vs BentoML:         {ours / bento:.2f}x (target >= 1.0)")
     # Each round runs them back to back, so their ratio is paired against the machine's drift.
-    for what, without, target in (("the durable prediction log", NO_LOG, 15), ("the trust layer", NO_TRUST, 5)):
+    costs = (
+        ("the durable prediction log", SERVICE, NO_LOG, 15),
+        ("the trust layer", SERVICE, NO_TRUST, 5),
+        ("a shadow version", SHADOWED, SERVICE, 10),
+    )
+    for what, with_it, without, target in costs:
         paired = sorted(
             on.requests_per_second / off.requests_per_second
-            for on, off in zip(rounds[SERVICE], rounds[without], strict=True)
+            for on, off in zip(rounds[with_it], rounds[without], strict=True)
         )
         print(
             f"cost of {what}: {100 * (1 - paired[len(paired) // 2]):.1f}% (median of {len(paired)} paired rounds, "

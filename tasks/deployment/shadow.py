@@ -143,7 +143,9 @@ def shadow_report(
 
 def judge_shadow(report: ShadowReport, rule: ShadowConfig) -> ShadowReport:
     """The report with its verdict: waiting for evidence, ready to promote, or failed (with the reasons)."""
-    waiting, failed, passed = [], [], []
+    waiting: list[str] = []
+    failed: list[str] = []
+    passed: list[str] = []
     if report.predictions < rule.min_predictions:
         waiting.append(f"{report.predictions} of {rule.min_predictions} shadow predictions so far")
     elif rule.min_agreement is not None:
