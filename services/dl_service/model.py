@@ -71,6 +71,8 @@ class ServedModel:
         spec = self.input_spec
         batch_spec = tf.TensorSpec([None, spec.height, spec.width, 3], tf.uint8)
         self._infer = tf.function(self._forward, input_signature=[batch_spec])
+        # Without the UAE (drift features): what a shadow run needs. Traced on its first call only.
+        self._infer_outputs = tf.function(self._forward_outputs, input_signature=[batch_spec])
         # Built once per version: the gradient model Grad-CAM differentiates.
         self._gradient_model = keras.Model(
             self.classifier.inputs, [self.classifier.get_layer(LAST_CONV_LAYER).output, self.classifier.output]
@@ -78,21 +80,25 @@ class ServedModel:
 
     def _forward(self, images: tf.Tensor) -> tuple[tf.Tensor, ...]:
         inputs = tf.cast(images, tf.float32)
-        outputs = self._outputs_model(inputs, training=False)
-        if not isinstance(outputs, list | tuple):
-            outputs = [outputs]
-        return (*outputs, self.encoder(inputs, training=False))
+        return (*self._forward_outputs(images), self.encoder(inputs, training=False))
 
-    def predict(self, images: np.ndarray) -> Inference:
-        """uint8 model inputs (N, H, W, 3) -> probabilities, UAE features and, with a trust layer, sets and OOD."""
-        outputs = [output.numpy() for output in self._infer(tf.constant(images, dtype=tf.uint8))]
+    def _forward_outputs(self, images: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        outputs = self._outputs_model(tf.cast(images, tf.float32), training=False)
+        return tuple(outputs) if isinstance(outputs, list | tuple) else (outputs,)
+
+    def predict(self, images: np.ndarray, with_features: bool = True) -> Inference:
+        """uint8 model inputs (N, H, W, 3) -> probabilities, UAE features (empty when not ``with_features``)
+        and, with a trust layer, sets and OOD."""
+        infer = self._infer if with_features else self._infer_outputs
+        outputs = [output.numpy() for output in infer(tf.constant(images, dtype=tf.uint8))]
+        features = outputs[-1] if with_features else np.empty((len(images), 0), dtype=np.float32)
         if self.trust is None:
-            return Inference(outputs[0], outputs[1], None, None)
+            return Inference(outputs[0], features, None, None)
         embedding = outputs[1].astype(np.float64)
         logits = self.trust.logits(embedding)
         probabilities = self.trust.calibrated(logits)
         return Inference(
-            probabilities, outputs[2], self.trust.sets(probabilities), self.trust.ood_scores(embedding, logits)
+            probabilities, features, self.trust.sets(probabilities), self.trust.ood_scores(embedding, logits)
         )
 
     def trust_fields(self, inference: Inference) -> list[dict[str, Any]]:
