@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 CONCURRENCY = (1, 8, 32, 64)
-ROUNDS = 5
+ROUNDS = 6  # even: the order reverses every round, so a steady drift of the machine cancels out
 NOOP, SERVICE, NO_LOG = "(b) no-op upload", "(c) dl_service /predict", "(c') dl_service, logging off"
 NAIVE, BENTOML = "(d) naive per-request", "(e) BentoML 1.4 adaptive"
 NO_TRUST = "(f) dl_service, no trust layer"
@@ -274,8 +275,9 @@ def main() -> int:
             "MLOPS_STORAGE_URL": str(shadowed),
             "MLOPS_PREDICTION_DB_URL": f"sqlite:///{workdir / 'predictions-shadow.db'}",
         }
-        # The three compared at concurrency 32 run side by side and take turns, ROUNDS times:
-        # this shared machine drifts by +-20% within minutes, so one run each would compare noise.
+        # The servers compared at concurrency 32 run side by side and take turns, ROUNDS times, the order
+        # reversed every round: this shared machine drifts by +-20% within minutes, so one run each
+        # would compare noise, and a fixed order would charge the drift to whoever runs last.
         urls = {}
         for name, factory, env, ready in (
             (NOOP, "benchmarks.apps:create_noop_app", {}, "/docs"),
@@ -288,8 +290,9 @@ def main() -> int:
             servers.enter_context(server(uvicorn(factory, port), env, port, ready, workdir / f"{port}.log"))
             urls[name] = f"http://127.0.0.1:{port}/predict"
         rounds: dict[str, list[LoadResult]] = {name: [] for name in urls}
-        for _ in range(ROUNDS):
-            for name, url in urls.items():
+        for round_number in range(ROUNDS):
+            order = list(urls.items()) if round_number % 2 == 0 else list(reversed(urls.items()))
+            for name, url in order:
                 rounds[name].append(measure(name, url, image, 32, args.seconds))
         results.extend(median_run(runs) for runs in rounds.values())
         shadow_coverage = shadowed_share(urls[SHADOWED].removesuffix("/predict"))
@@ -364,7 +367,7 @@ def report(raw: float, results: list[LoadResult], rounds: dict[str, list[LoadRes
             for on, off in zip(rounds[with_it], rounds[without], strict=True)
         )
         print(
-            f"cost of {what}: {100 * (1 - paired[len(paired) // 2]):.1f}% (median of {len(paired)} paired rounds, "
+            f"cost of {what}: {100 * (1 - statistics.median(paired)):.1f}% (median of {len(paired)} paired rounds, "
             f"range {100 * (1 - paired[-1]):.0f}..{100 * (1 - paired[0]):.0f}%; target <= {target}%)"
         )
 

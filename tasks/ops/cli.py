@@ -73,10 +73,12 @@ def status_of(settings: Settings, name: str) -> dict[str, Any]:
     """The champion as data: what `mlops status --json` prints."""
     from tasks.core import tracking
     from tasks.core.pointer import read_pointer
+    from tasks.core.shadow_pointer import read_shadow
 
     pointer = read_pointer(settings.central_storage_url, name)
     if pointer is None:
         return {"model": name, "production": None}
+    shadow = read_shadow(settings.central_storage_url, name)
     client = tracking.mlflow_client(settings)
     meta = _metadata(settings, name, pointer.version)
     return {
@@ -91,6 +93,7 @@ def status_of(settings: Settings, name: str) -> dict[str, Any]:
             "dataset": meta.get("dataset", {}),
             "code": meta.get("code", {}),
         },
+        "shadow": shadow.model_dump(include={"version", "sample", "started_at", "reason"}) if shadow else None,
     }
 
 
@@ -110,6 +113,9 @@ def show_status(settings: Settings, name: str) -> str:
         f"code        {str(code.get('commit', '?'))[:10]}{' (dirty)' if code.get('dirty') else ''}",
         "metrics     " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()) if "/" not in k),
     ]
+    shadow = status["shadow"]
+    if shadow:
+        lines.append(f"shadow      {shadow['version']} since {shadow['started_at']}, {shadow['sample']:.0%} of batches")
     return "\n".join(lines)
 
 
