@@ -10,17 +10,7 @@ from pydantic import BaseModel
 from configs.schema import FlowConfig, resolve_config
 from tasks.core.settings import REPO_ROOT
 from tasks.core.tracking import CHAMPION_ALIAS, tracking_run
-from tasks.deployment.tasks import (
-    apply_deployments,
-    end_shadow,
-    judge_challenger,
-    log_comparison,
-    record_current_model,
-    record_refusal,
-    release,
-    shadow_before_promotion,
-    tell_services_to_reload,
-)
+from tasks.deployment.tasks import carry_out, judge_challenger, log_comparison, shadow_before_promotion
 from tasks.evaluation.tasks import require_challenger, resolve_model_version
 
 
@@ -61,16 +51,7 @@ def deploy_flow(
         if decision.promote and config.deploy.shadow.enabled and decision.champion is not None:
             decision = shadow_before_promotion(config, decision, run)
         comparison = log_comparison(decision, run)
-        if decision.promote:
-            record_current_model(release(decision, name, run))
-            if decision.shadow is not None:
-                end_shadow(decision, name, run)
-        elif not decision.in_shadow and decision.champion != decision.challenger:
-            record_refusal(decision, name, run)
-        if decision.promote or decision.in_shadow or decision.shadow is not None:  # what services run changed
-            tell_services_to_reload(config.deploy.reload_urls)
-        if decision.champion_after is not None:
-            apply_deployments(config.deploy.monitor_cron)
+        carry_out(decision, config, run)
     outcome = "promoted" if decision.promote else "in shadow" if decision.in_shadow else "not promoted"
     get_run_logger().info("%s version %s %s: %s", name, challenger, outcome, decision.reason)
     return DeployResult(

@@ -130,6 +130,22 @@ def release(decision: PromotionDecision, name: str, run: TrackingRun) -> Product
     )  # fmt: skip
 
 
+def carry_out(decision: PromotionDecision, config: FlowConfig, run: TrackingRun) -> None:
+    """Act on the verdict: release (ending the shadow it passed), or record the refusal; tell the services
+    when what they run changed; keep every deployment applied once there is a champion."""
+    name = config.model.name
+    if decision.promote:
+        record_current_model(release(decision, name, run))
+        if decision.shadow is not None:
+            end_shadow(decision, name, run)
+    elif not decision.in_shadow and decision.champion != decision.challenger:
+        record_refusal(decision, name, run)
+    if decision.promote or decision.in_shadow or decision.shadow is not None:
+        tell_services_to_reload(config.deploy.reload_urls)
+    if decision.champion_after is not None:
+        apply_deployments(config.deploy.monitor_cron)
+
+
 def flow_actor() -> str:
     """Who acts in the audit trail: this flow run."""
     return f"flow run {flow_run.name} ({flow_run.id})"
