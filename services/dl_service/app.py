@@ -74,10 +74,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             await batcher.stop()
-            if shadow is not None:
-                shadow.close()
-            service.close()
-            await run_in_threadpool(log.close)
+            try:
+                if shadow is not None:
+                    await run_in_threadpool(shadow.close)
+            finally:
+                service.close()
+                await run_in_threadpool(log.close)
 
     app = FastAPI(
         title="dl_service",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -28,6 +29,8 @@ from services.dl_service.model import NO_TRUST_FIELDS, ModelManager, ModelUnavai
 from services.dl_service.shadow import ShadowRunner
 from services.dl_service.store import new_prediction_id
 from tasks.core.errors import MlopsError
+
+logger = logging.getLogger(__name__)
 
 
 class Overloaded(MlopsError):
@@ -75,7 +78,7 @@ class MicroBatcher:
     ) -> None:
         self.manager, self.max_batch, self.max_wait = manager, max_batch, max_wait_seconds
         self.record = record  # durable before answering: what it turns into an error is answered as that error
-        self.shadow = shadow  # runs the manager's shadow version, if any, on the answered images
+        self.shadow = shadow  # runs the manager's shadow version, if any, on the images each batch predicted
         self.max_queued = max_queued  # images taken and not yet answered: past it a request is refused, not held
         self._queued = 0
         self._waiting: deque[_Pending] = deque()
@@ -144,13 +147,16 @@ class MicroBatcher:
         outcomes = _predict_isolating_failures(model, batch)
         if shadow is not None and self.shadow is not None:
             answered = [(item, out) for item, out in zip(batch, outcomes, strict=True) if isinstance(out, BatchOutput)]
-            self.shadow.offer(
-                shadow,
-                model.version,
-                [item.submitted.image for item, _ in answered],
-                [out.prediction_id for _, out in answered],
-                batch[0].submitted.started,
-            )
+            try:  # whatever happens to the shadow, these answers stand
+                self.shadow.offer(
+                    shadow,
+                    model.version,
+                    [item.submitted.image for item, _ in answered],
+                    [out.prediction_id for _, out in answered],
+                    batch[0].submitted.started,
+                )
+            except Exception:
+                logger.exception("The shadow could not take a batch")
         return outcomes
 
     def _predicted(self, batch: list[_Pending], predicted: asyncio.Future[list[Outcome]]) -> None:

@@ -224,6 +224,7 @@ class ModelManager:
         self.verify_key = verify_key  # None: versions load unsigned (development mode without a key)
         self._current: ServedModel | None = None
         self.shadow: Shadow | None = None  # replaced whole, like the current model
+        self._refused_shadow: tuple[str, str] | None = None  # (version, SHA256SUMS digest) that failed to load
         self._load_lock = threading.Lock()
         self.unavailable_reason = "no model loaded yet"
 
@@ -255,12 +256,16 @@ class ModelManager:
         before = self.shadow.model.version if self.shadow else None
         try:
             pointer = read_shadow(self.storage_url, self.name)
-            serving = self._current.version if self._current else None
+        except Exception as error:  # unreadable for now: keep what runs, look again at the next check
+            logger.error("Cannot read the shadow pointer of %s: %s", self.name, error)
+            return
+        serving = self._current.version if self._current else None
+        try:
             if pointer is None or pointer.version == serving:
                 self.shadow = None  # none, or promoted meanwhile: the production model answers it already
             elif self.shadow is not None and pointer.version == before:
                 self.shadow = Shadow(self.shadow.model, pointer.sample)
-            else:
+            elif (pointer.version, pointer.sums_sha256) != self._refused_shadow:
                 model = load_served_model(
                     self.storage_url, self.name, pointer.version, self.cache_dir, pointer.sums_sha256, self.verify_key
                 )
@@ -268,6 +273,8 @@ class ModelManager:
         except Exception as error:
             logger.error("No shadow for %s: %s", self.name, error)
             self.shadow = None
+            if pointer is not None:  # not fetched and verified again at every check, by every replica
+                self._refused_shadow = (pointer.version, pointer.sums_sha256)
         after = self.shadow.model.version if self.shadow else None
         if after != before:
             logger.info("Shadow of %s: version %s (was %s)", self.name, after, before)

@@ -84,7 +84,7 @@ class ShadowRunner:
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self._stop.set()
-        self._writer.join()
+        self._writer.join(timeout=10)  # a write hanging on the database must not hold the shutdown
         self._flush()
 
     def _drain(self) -> None:

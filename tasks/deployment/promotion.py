@@ -29,6 +29,11 @@ class PromotionDecision:
     in_shadow: bool = False  # passed offline and running in shadow: neither promoted nor refused yet
     shadow: dict[str, Any] | None = None  # the judged shadow report (tasks/deployment/shadow.py)
 
+    @property
+    def shadow_started_or_stopped(self) -> bool:
+        """In shadow without a report: just started; a report without being in shadow: it stopped."""
+        return self.in_shadow != (self.shadow is not None)
+
     def evidence(self) -> dict[str, Any] | None:
         """What the audit trail keeps of the decision: the paired intervals and the shadow's report."""
         if self.comparison is None and self.shadow is None:

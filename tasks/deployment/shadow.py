@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -161,6 +161,7 @@ def judge_shadow(report: ShadowReport, rule: ShadowConfig) -> ShadowReport:
             waiting.append(f"{report.labelled} of {rule.min_labelled} labelled shadow predictions so far")
         else:
             accuracy = _with_margin(accuracy, rule.accuracy_margin)
+            report = replace(report, accuracy=accuracy)  # the evidence carries the margin it was judged by
             (passed if accuracy.passed else failed).append(f"on feedback labels, {accuracy.describe()}")
     status: Status = "failed" if failed else "waiting" if waiting else "ready"
     reasons = failed or waiting or passed or [f"{report.predictions} shadow predictions, no criterion set"]
@@ -221,7 +222,7 @@ def _read_rows(database_url: str, pointer: ShadowPointer) -> list[dict[str, Any]
 
 def _since(started_at: str, dialect: str) -> Any:
     """SQLite keeps timestamps as text in the service's format; PostgreSQL compares real ones."""
-    stamp = datetime.fromisoformat(started_at)
+    stamp = datetime.fromisoformat(started_at).astimezone(UTC)
     return stamp.replace(tzinfo=None).isoformat(sep=" ") if dialect == "sqlite" else stamp
 
 

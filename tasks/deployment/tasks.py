@@ -131,16 +131,14 @@ def release(decision: PromotionDecision, name: str, run: TrackingRun) -> Product
 
 
 def carry_out(decision: PromotionDecision, config: FlowConfig, run: TrackingRun) -> None:
-    """Act on the verdict: release (ending the shadow it passed), or record the refusal; tell the services
-    when what they run changed; keep every deployment applied once there is a champion."""
+    """Act on the verdict: release (which ends a shadow of the released version), or record the refusal;
+    tell the services when what they run changed; keep every deployment applied once there is a champion."""
     name = config.model.name
     if decision.promote:
         record_current_model(release(decision, name, run))
-        if decision.shadow is not None:
-            end_shadow(decision, name, run)
     elif not decision.in_shadow and decision.champion != decision.challenger:
         record_refusal(decision, name, run)
-    if decision.promote or decision.in_shadow or decision.shadow is not None:
+    if decision.promote or decision.shadow_started_or_stopped:
         tell_services_to_reload(config.deploy.reload_urls)
     if decision.champion_after is not None:
         apply_deployments(config.deploy.monitor_cron)
@@ -153,10 +151,15 @@ def flow_actor() -> str:
 
 @task(name="record_refusal", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
 def record_refusal(decision: PromotionDecision, name: str, run: TrackingRun) -> None:
-    """A challenger kept out is in the audit trail too, with the intervals that kept it out."""
+    """A challenger kept out is in the audit trail too, with the intervals that kept it out; a shadow of it
+    that is still running (it failed offline on a later run) stops."""
+    storage = run.settings.central_storage_url
+    shadow = read_shadow(storage, name)
+    if shadow is not None and shadow.version == decision.challenger:
+        stop_shadow(storage, name, f"refused: {decision.reason}", flow_actor(), None)
     append_entry(
-        run.settings.central_storage_url, name, "refused", decision.challenger, decision.reason, decision.champion,
-        decision.evidence(), flow_actor(),
+        storage, name, "refused", decision.challenger, decision.reason, decision.champion, decision.evidence(),
+        flow_actor(),
     )  # fmt: skip
 
 
@@ -168,6 +171,11 @@ def shadow_before_promotion(config: FlowConfig, decision: PromotionDecision, run
     storage, name, rule = run.settings.central_storage_url, config.model.name, config.deploy.shadow
     current = read_shadow(storage, name)
     logger = get_run_logger()
+    if current is not None and current.version == decision.challenger and current.champion != decision.champion:
+        # Production moved (a rollback, a manual promotion): agreement with the old champion says nothing now.
+        stop_shadow(storage, name, f"production moved to version {decision.champion}; shadowed again beside it",
+                    flow_actor(), None)  # fmt: skip
+        current = None
     if current is None or current.version != decision.challenger:
         reason = f"passed offline ({decision.reason}); in shadow beside version {decision.champion}"
         start_shadow(storage, name, decision.challenger, rule.sample, reason, flow_actor(), decision.evidence())
@@ -188,13 +196,6 @@ def shadow_before_promotion(config: FlowConfig, decision: PromotionDecision, run
         stop_shadow(storage, name, f"failed in shadow: {judged}", flow_actor(), {"shadow": report.as_dict()})
         return replace(decision, promote=False, reason=f"failed in shadow: {judged}", shadow=report.as_dict())
     return replace(decision, reason=f"{decision.reason}; in shadow: {judged}", shadow=report.as_dict())
-
-
-@task(name="end_shadow", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
-def end_shadow(decision: PromotionDecision, name: str, run: TrackingRun) -> None:
-    """After a promotion from shadow: the shadow ends, its last report as the evidence."""
-    stop_shadow(run.settings.central_storage_url, name, f"promoted after shadow: {decision.reason}", flow_actor(),
-                {"shadow": decision.shadow})  # fmt: skip
 
 
 @task(name="notify_services", cache_policy=NO_CACHE)

@@ -18,7 +18,7 @@ from tasks.ops.cli import main as ops
 from tests.helpers.data import tiny_config
 from tests.helpers.service import running_service, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.flow, pytest.mark.slow]
 
 LENIENT = ("evaluate.thresholds={}", "deploy.margin=1.0", "deploy.slice_margin=1.0")
 

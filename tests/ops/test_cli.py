@@ -77,6 +77,23 @@ def test_promote_then_rollback_moves_pointer_alias_and_variable_together(
     assert "THE AUDIT TRAIL IS NOT INTACT" in capsys.readouterr().out
 
 
+def test_promoting_the_version_in_shadow_ends_its_shadow(registered: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tasks.core.shadow_pointer import read_shadow
+
+    assert ops(["shadow", "start", "2", "--sample", "0.5", "--yes"]) == 0
+    assert "fashion-cnn version 2 in shadow beside version 1 (50%)" in capsys.readouterr().out
+    assert ops(["status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["shadow"]["sample"] == 0.5
+    assert ops(["promote", "2", "--yes"]) == 0
+    assert "fashion-cnn version 2 is in production" in capsys.readouterr().out
+    assert read_shadow(str(registered), MODEL_NAME) is None
+    assert ops(["history", "--json"]) == 0
+    events = [(e["event"], e["version"]) for e in json.loads(capsys.readouterr().out)["entries"]]
+    assert events == [("shadow_start", "2"), ("promotion", "2"), ("shadow_stop", "2")]
+    assert ops(["shadow", "stop", "--yes"]) == 1
+    assert "has no version in shadow" in capsys.readouterr().err
+
+
 def test_promoting_an_unregistered_version_fails_and_changes_nothing(
     registered: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from services.dl_service.shadow import FLUSH_SECONDS
 from tasks.core.audit import read_history
 from tasks.core.shadow_pointer import read_shadow
 from tasks.deployment.shadow import start_shadow, stop_shadow
@@ -91,7 +93,9 @@ def test_a_shadow_version_predicts_the_served_images_and_the_report_compares_the
         assert httpx.post(f"{url}/admin/reload", headers=ADMIN, timeout=60).json()["shadow_version"] is None
         predict(url, sample_images[0])
         wait_until(lambda: len(rows(service_env, "SELECT id FROM predictions")) == len(answers) + 1, "logged")
+        time.sleep(3 * FLUSH_SECONDS)  # the shadow's rows would be written by now
         assert len(rows(service_env, JOINED)) == len(answers)  # no shadow after the stop
+        assert f'shadow_predictions_total{{model_version="2"}} {len(answers)}.0' in httpx.get(f"{url}/metrics").text
 
     assert read_shadow(storage, MODEL_NAME) is None
     events = [(e.event, e.version, e.previous_version, e.actor) for e in read_history(storage, MODEL_NAME)]
