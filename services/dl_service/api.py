@@ -167,9 +167,8 @@ async def reload_model(
         result = await run_in_threadpool(manager.refresh)
     except IntegrityError as error:
         raise HTTPException(409, f"refused, the current model is kept: {error}") from None
-    shadow = manager.shadow.model.version if manager.shadow else None
     return schemas.ReloadOut(
-        version=result.version, changed=result.changed, detail=result.detail, shadow_version=shadow
+        version=result.version, changed=result.changed, detail=result.detail, shadow_version=manager.shadow_version
     )
 
 
@@ -197,7 +196,7 @@ async def ready(manager: ManagerDep, settings: SettingsDep) -> JSONResponse:
         model_name=settings.service.model_name,
         model_version=manager.current.version if loaded else None,
         detail="serving" if loaded else manager.unavailable_reason,
-        shadow_version=manager.shadow.model.version if manager.shadow else None,
+        shadow_version=manager.shadow_version,
     )
     return JSONResponse(body.model_dump(), status_code=200 if loaded else 503)
 

@@ -239,6 +239,10 @@ class ModelManager:
     def loaded(self) -> bool:
         return self._current is not None
 
+    @property
+    def shadow_version(self) -> str | None:
+        return self.shadow.model.version if self.shadow else None
+
     def refresh(self) -> ReloadResult:
         """Load the version the pointer names if it differs from the current one, then follow the shadow pointer.
 
@@ -253,7 +257,7 @@ class ModelManager:
                 self._follow_shadow()
 
     def _follow_shadow(self) -> None:
-        before = self.shadow.model.version if self.shadow else None
+        before = self.shadow_version
         try:
             pointer = read_shadow(self.storage_url, self.name)
         except Exception as error:  # unreadable for now: keep what runs, look again at the next check
@@ -275,7 +279,7 @@ class ModelManager:
             self.shadow = None
             if pointer is not None:  # not fetched and verified again at every check, by every replica
                 self._refused_shadow = (pointer.version, pointer.sums_sha256)
-        after = self.shadow.model.version if self.shadow else None
+        after = self.shadow_version
         if after != before:
             logger.info("Shadow of %s: version %s (was %s)", self.name, after, before)
             if self.on_shadow_change is not None:

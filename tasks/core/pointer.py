@@ -12,7 +12,7 @@ import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, Field, ValidationError
@@ -21,6 +21,7 @@ from tasks.core.errors import IntegrityError
 from tasks.core.storage import NAME_PATTERN, VERSION_PATTERN, model_root, read_fresh, verify_version, version_url
 
 POINTER = "production.json"
+Pointer = TypeVar("Pointer", bound=BaseModel)
 
 
 class ProductionPointer(BaseModel):
@@ -39,17 +40,22 @@ class ProductionPointer(BaseModel):
 
 def read_pointer(storage_url: str, name: str) -> ProductionPointer | None:
     """The pointer, checked: a version that is not a number, or another model's name, is refused."""
+    return read_pointer_file(storage_url, name, POINTER, ProductionPointer, "production pointer")
+
+
+def read_pointer_file(storage_url: str, name: str, file_name: str, kind: type[Pointer], what: str) -> Pointer | None:
+    """One of the model's pointer files as read now, validated as ``kind``; None when it does not exist."""
     fs, root = model_root(storage_url, name)
-    path = f"{root}/{POINTER}"
+    path = f"{root}/{file_name}"
     raw = read_fresh(fs, path)
     if raw is None:
         return None
     try:
-        pointer = ProductionPointer.model_validate(json.loads(raw))
+        pointer = kind.model_validate(json.loads(raw))
     except (ValueError, ValidationError) as error:
-        raise IntegrityError(f"{path} is not a valid production pointer: {error}") from None
-    if pointer.name != name:
-        raise IntegrityError(f"{path} names model {pointer.name!r}, not {name!r}")
+        raise IntegrityError(f"{path} is not a valid {what}: {error}") from None
+    if getattr(pointer, "name", name) != name:
+        raise IntegrityError(f"{path} names model {getattr(pointer, 'name', '?')!r}, not {name!r}")
     return pointer
 
 

@@ -9,14 +9,12 @@ removing it stops the shadow everywhere.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from tasks.core.errors import IntegrityError
-from tasks.core.pointer import replace_atomically
-from tasks.core.storage import NAME_PATTERN, VERSION_PATTERN, model_root, read_fresh, verify_version
+from tasks.core.pointer import read_pointer_file, replace_atomically
+from tasks.core.storage import NAME_PATTERN, VERSION_PATTERN, model_root, verify_version
 
 SHADOW_POINTER = "shadow.json"
 
@@ -35,18 +33,7 @@ class ShadowPointer(BaseModel):
 
 def read_shadow(storage_url: str, name: str) -> ShadowPointer | None:
     """The shadow pointer, checked; None when no version is in shadow."""
-    fs, root = model_root(storage_url, name)
-    path = f"{root}/{SHADOW_POINTER}"
-    raw = read_fresh(fs, path)
-    if raw is None:
-        return None
-    try:
-        pointer = ShadowPointer.model_validate(json.loads(raw))
-    except (ValueError, ValidationError) as error:
-        raise IntegrityError(f"{path} is not a valid shadow pointer: {error}") from None
-    if pointer.name != name:
-        raise IntegrityError(f"{path} names model {pointer.name!r}, not {name!r}")
-    return pointer
+    return read_pointer_file(storage_url, name, SHADOW_POINTER, ShadowPointer, "shadow pointer")
 
 
 def write_shadow(

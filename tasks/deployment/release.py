@@ -11,13 +11,13 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tasks.core.audit import Event, append_entry
+from tasks.core.audit import Event, actor, append_entry
 from tasks.core.errors import MlopsError
 from tasks.core.pointer import ProductionPointer, write_pointer
-from tasks.core.shadow_pointer import clear_shadow, read_shadow
 from tasks.core.signing import signed_by
 from tasks.core.storage import read_signature, signature_url
 from tasks.core.tracking import CHAMPION_ALIAS
+from tasks.deployment.shadow import stop_shadow
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +53,8 @@ def release_version(
     client.set_model_version_tag(name, version, "signing_key_id", signer)
     entry = append_entry(storage_url, name, event, version, reason, pointer.previous_version, evidence, who)
     client.set_model_version_tag(name, version, "audit_entry", str(entry.sequence))
-    shadow = read_shadow(storage_url, name)
-    if shadow is not None and shadow.version == version:  # now answering: nothing left to shadow
-        clear_shadow(storage_url, name)
-        append_entry(storage_url, name, "shadow_stop", version, f"{event} of the shadowed version", shadow.champion,
-                     None, who)  # fmt: skip
+    # Now answering: nothing left to shadow.
+    stop_shadow(storage_url, name, f"{event} of the shadowed version", who or actor(), None, only_version=version)
     logger.info("%s version %s is now in production (%s)", name, version, reason)
     return pointer
 

@@ -75,7 +75,8 @@ class ShadowReport:
 def start_shadow(
     storage_url: str, name: str, version: str, sample: float, reason: str, who: str, evidence: dict[str, Any] | None
 ) -> tuple[ShadowPointer, AuditEntry]:
-    """Put ``version`` in shadow beside the production version; replacing another shadow stops it first."""
+    """Put ``version`` in shadow beside the production version. A shadow already running is stopped first:
+    another version, or this one beside an earlier champion (agreement with it says nothing now)."""
     production = read_pointer(storage_url, name)
     champion = production.version if production else None
     if champion is None:
@@ -83,19 +84,25 @@ def start_shadow(
     if version == champion:
         raise MlopsError(f"version {version} is the production version; shadow another one")
     previous = read_shadow(storage_url, name)
-    if previous is not None and previous.version != version:
-        stop_shadow(storage_url, name, f"replaced by version {version}", who, None)
+    if previous is not None:
+        stop_shadow(storage_url, name, f"replaced by version {version} beside version {champion}", who, None)
     pointer = write_shadow(storage_url, name, version, sample, champion, reason)
     entry = append_entry(storage_url, name, "shadow_start", version, reason, champion, evidence, who)
     return pointer, entry
 
 
 def stop_shadow(
-    storage_url: str, name: str, reason: str, who: str, evidence: dict[str, Any] | None
+    storage_url: str,
+    name: str,
+    reason: str,
+    who: str,
+    evidence: dict[str, Any] | None,
+    only_version: str | None = None,
 ) -> AuditEntry | None:
-    """End the shadow (services drop it at their next pointer check); None when there was none."""
+    """End the shadow (services drop it at their next pointer check), or only a shadow of ``only_version``;
+    None when there was none to end."""
     pointer = read_shadow(storage_url, name)
-    if pointer is None:
+    if pointer is None or only_version not in (None, pointer.version):
         return None
     clear_shadow(storage_url, name)
     return append_entry(storage_url, name, "shadow_stop", pointer.version, reason, pointer.champion, evidence, who)

@@ -154,9 +154,7 @@ def record_refusal(decision: PromotionDecision, name: str, run: TrackingRun) -> 
     """A challenger kept out is in the audit trail too, with the intervals that kept it out; a shadow of it
     that is still running (it failed offline on a later run) stops."""
     storage = run.settings.central_storage_url
-    shadow = read_shadow(storage, name)
-    if shadow is not None and shadow.version == decision.challenger:
-        stop_shadow(storage, name, f"refused: {decision.reason}", flow_actor(), None)
+    stop_shadow(storage, name, f"refused: {decision.reason}", flow_actor(), None, only_version=decision.challenger)
     append_entry(
         storage, name, "refused", decision.challenger, decision.reason, decision.champion, decision.evidence(),
         flow_actor(),
@@ -171,12 +169,7 @@ def shadow_before_promotion(config: FlowConfig, decision: PromotionDecision, run
     storage, name, rule = run.settings.central_storage_url, config.model.name, config.deploy.shadow
     current = read_shadow(storage, name)
     logger = get_run_logger()
-    if current is not None and current.version == decision.challenger and current.champion != decision.champion:
-        # Production moved (a rollback, a manual promotion): agreement with the old champion says nothing now.
-        stop_shadow(storage, name, f"production moved to version {decision.champion}; shadowed again beside it",
-                    flow_actor(), None)  # fmt: skip
-        current = None
-    if current is None or current.version != decision.challenger:
+    if current is None or (current.version, current.champion) != (decision.challenger, decision.champion):
         reason = f"passed offline ({decision.reason}); in shadow beside version {decision.champion}"
         start_shadow(storage, name, decision.challenger, rule.sample, reason, flow_actor(), decision.evidence())
         logger.info("Version %s in shadow; a later deploy run promotes it once the shadow criteria hold",
