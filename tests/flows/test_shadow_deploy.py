@@ -3,7 +3,6 @@ runs it on live traffic, and later deploy runs refuse it or promote it on what i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,7 @@ from tasks.core.pointer import read_pointer
 from tasks.core.settings import get_settings
 from tasks.core.shadow_pointer import read_shadow
 from tasks.data.dataset import read_manifest
-from tasks.ops.cli import main as ops
+from tasks.ops.cli import status_of
 from tests.helpers.data import tiny_config
 from tests.helpers.service import running_service, wait_until
 
@@ -38,7 +37,6 @@ def test_a_challenger_is_shadowed_on_live_traffic_then_refused_or_promoted_on_wh
     tiny_repo: Path,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from flows.deploy_flow import deploy_flow
     from flows.train_flow import train_flow
@@ -72,9 +70,7 @@ def test_a_challenger_is_shadowed_on_live_traffic_then_refused_or_promoted_on_wh
         assert not started.promoted and started.in_shadow and "in shadow beside version 1" in started.reason
         assert read_shadow(storage, "fashion-cnn").version == "2"  # type: ignore[union-attr]
         assert httpx.get(f"{url}/ready").json()["shadow_version"] == "2"
-        capsys.readouterr()
-        assert ops(["status", "--json"]) == 0
-        status = json.loads(capsys.readouterr().out)
+        status = status_of(settings, "fashion-cnn")  # what `mlops status --json` prints
         assert status["production"]["version"] == "1" and status["shadow"]["version"] == "2"
         traffic()
 
