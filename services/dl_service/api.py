@@ -220,7 +220,7 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-PAGE_ASSETS = {"index.js": "text/javascript", "index.css": "text/css"}
+PAGE_ASSETS = {"index.js": "text/javascript", "index.css": "text/css", "review.js": "text/javascript"}
 
 
 @router.get("/", include_in_schema=False)

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.concurrency import run_in_threadpool
 
+from services.dl_service import review
 from services.dl_service.api import router
 from services.dl_service.batching import MicroBatcher
 from services.dl_service.metrics import ServiceMetrics
@@ -23,6 +24,7 @@ from services.dl_service.service import PredictionService
 from services.dl_service.shadow import ShadowRunner
 from services.dl_service.store import PredictionLog
 from tasks.core.errors import IntegrityError
+from tasks.core.review_queue import ReviewQueue
 from tasks.core.settings import Settings, get_settings
 from tasks.core.signing import load_public_key
 
@@ -64,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics,
             service,
         )
+        app.state.review_queue = ReviewQueue(log.engine, create_tables=False)  # the log creates them
         await _refresh(manager)
         _freeze_startup_objects()
         watcher = asyncio.get_running_loop().create_task(_watch_pointer(manager, config.pointer_poll_seconds))
@@ -89,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry=NO_OPENTELEMETRY,
     )
     app.include_router(router)
+    app.include_router(review.router)
     return app
 
 

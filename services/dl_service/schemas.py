@@ -61,3 +61,32 @@ class Readiness(BaseModel):
     model_version: str | None
     detail: str
     shadow_version: str | None = None
+
+
+class ReviewTask(BaseModel):
+    """The next image for a reviewer, with what the model said and where it looked."""
+
+    item_id: str = Field(description="pass it to POST /review/{item_id}")
+    reason: str = Field(description="why it is in the queue")
+    model_version: str | None
+    predicted_label: str | None
+    confidence: float | None
+    given_label: str | None = Field(None, description="the label a training image carries now (label screening)")
+    reviews_so_far: int
+    classes: list[str] = Field(description="the labels to choose from: the serving version's classes")
+    image_png: str = Field(description="the image as the model sees it, PNG, base64")
+    overlay_png: str = Field(description="Grad-CAM of the serving version over the image, PNG, base64")
+    open_items: int = Field(description="items waiting in the queue")
+
+
+class ReviewIn(BaseModel):
+    label: str = Field(min_length=1, description="the true class, one of the model's class names")
+
+
+class ReviewOut(BaseModel):
+    item_id: str
+    label: str
+    reviewer: str
+    status: str = Field(description="open (needs more reviews), agreed, or added (in a dataset revision)")
+    agreed_label: str | None
+    disagreement: bool = Field(description="reviews of this item name different labels")

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import logging
+import random
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from services.dl_service.metrics import ServiceMetrics
 from services.dl_service.model import ModelManager, ServedModel
 from services.dl_service.store import LogUnavailable, PredictionLog, utc_now
 from tasks.core.preprocessing import InputSpec
+from tasks.core.review_queue import is_uncertain
 from tasks.core.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -156,13 +158,23 @@ class PredictionService:
             "sha256": image.sha256,
             "latency_ms": latency_ms,
             "request_id": item.request_id,
-            "image_uri": self._store_image(image),
+            "image_uri": self._store_image(image) if self._keep_image(output) else None,
         }
 
-    def _store_image(self, checked: CheckedImage) -> str | None:
-        """Keep the upload by content hash in central storage when configured; never on the request path."""
-        if not self.config.store_images:
-            return None
+    def _keep_image(self, output: BatchOutput) -> bool:
+        """Every image when ``store_images``; else those the review queue may want: a random share, and
+        every uncertain prediction (tasks/core/review_queue.py ranks them)."""
+        config = self.config
+        if config.store_images or (config.review_sample and random.random() < config.review_sample):
+            return True
+        if not config.review_uncertain:
+            return False
+        prediction_set = output.trust.get("prediction_set")
+        size = len(prediction_set) if prediction_set is not None else None
+        return is_uncertain(output.probabilities, size, output.trust.get("ood"))
+
+    def _store_image(self, checked: CheckedImage) -> str:
+        """Keep the upload by content hash in central storage; written off the request path."""
         uri = f"{self.storage_url.rstrip('/')}/images/{checked.sha256[:2]}/{checked.sha256}"
         self._image_writer.submit(_write_once, uri, checked.content)
         return uri

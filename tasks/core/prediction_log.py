@@ -69,6 +69,42 @@ feedback = Table(
 )
 
 
+# The review queue (tasks/core/review_queue.py): served images worth a human's time, and images of the
+# training set that label screening doubts. One row per image to review; ``item_id`` is the prediction
+# id of a served image and ``dataset:<sha256>`` for a training image.
+review_items = Table(
+    "review_items",
+    metadata,
+    Column("item_id", String(100), primary_key=True),
+    Column("prediction_id", String(36), index=True),
+    Column("sha256", String(64), nullable=False, index=True),
+    Column("image_uri", String(1000), nullable=False),
+    Column("model_version", String(50)),  # the version that answered (or screened)
+    Column("predicted_label", String(200)),
+    Column("confidence", Float),
+    Column("given_label", String(200)),  # the label a training image carries now (dataset items)
+    Column("dataset_path", String(1000)),  # where a training image sits in the dataset repository
+    Column("reason", String(200), nullable=False),
+    Column("priority", Float, nullable=False),
+    Column("enqueued_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("status", String(20), nullable=False, index=True),  # open | agreed | added
+    Column("reviews_needed", Integer, nullable=False),  # 2 after screening doubts a label, +1 per disagreement
+    Column("disagreement", Boolean, nullable=False),
+    Column("agreed_label", String(200)),
+    Column("revision", String(200)),  # the dataset revision it went into
+)
+
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item_id", String(100), ForeignKey("review_items.item_id"), nullable=False, index=True),
+    Column("label", String(200), nullable=False),
+    Column("reviewer", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
 def uae_columns(dim: int) -> list[str]:
     """The untrained autoencoder's features (UAE drift detector)."""
     return [f"uae_{i}" for i in range(dim)]

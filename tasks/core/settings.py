@@ -43,7 +43,14 @@ class ServiceSettings(BaseModel):
     batch_wait_ms: float = Field(2.0, ge=0, description="micro-batch: longest wait for company while the model is free")
     top_k: int = Field(3, gt=0)
     pointer_poll_seconds: float = Field(5.0, gt=0, description="how often the production pointer is checked")
-    store_images: bool = Field(False, description="keep uploaded images by sha256 in central storage")
+    store_images: bool = Field(False, description="keep every uploaded image by sha256 in central storage")
+    review_sample: float = Field(
+        0.02, ge=0, le=1, description="share of predictions whose image is kept for the review queue at random"
+    )
+    review_uncertain: bool = Field(True, description="keep the image of every uncertain prediction for review")
+    reviewers: dict[str, str] = Field(
+        default_factory=dict, description='reviewer name -> token of the /review page (JSON: {"ana": "..."})'
+    )
     log_predictions: bool = Field(True, description="off only to measure what the prediction log costs")
     log_flush_seconds: float = Field(0.2, gt=0, description="how often spooled rows are retried against the database")
     spool_stale_seconds: float = Field(
@@ -89,6 +96,21 @@ class Settings(BaseSettings):
                 f"MLOPS_SERVICE_ADMIN_TOKEN must be a random secret of at least {MIN_PRODUCTION_TOKEN} characters "
                 "in production mode (`make secrets` writes one)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_weak_reviewer_tokens(self) -> Settings:
+        """A review is a label the next model learns from: who gave it must be known, in production for sure."""
+        tokens = list(self.service.reviewers.values())
+        if len(set(tokens)) < len(tokens):
+            raise ValueError("MLOPS_SERVICE_REVIEWERS gives two reviewers the same token; each needs their own")
+        for name, token in self.service.reviewers.items():
+            weak = token.strip().lower() in PLACEHOLDER_TOKENS or len(token.strip()) < MIN_PRODUCTION_TOKEN
+            if self.service.mode == "production" and weak:
+                raise ValueError(
+                    f"MLOPS_SERVICE_REVIEWERS: the token of {name!r} must be a random secret of at least "
+                    f"{MIN_PRODUCTION_TOKEN} characters in production mode"
+                )
         return self
 
     @model_validator(mode="after")
