@@ -86,11 +86,22 @@ class ValidationConfig(StrictModel):
     min_samples_per_class: PositiveInt = 5
 
 
+class ReviewsConfig(StrictModel):
+    """Reviewed labels as data: ``mlops dataset add-reviews`` writes them, training reads them."""
+
+    split: str = Field("reviewed", pattern=r"^[A-Za-z0-9_-]+$", description="the split reviewed images go to")
+    train_on: bool = Field(True, description="train on the reviewed split beside train_split")
+    min_new_labels: PositiveInt = Field(100, description="refuse a new revision with fewer agreed new labels")
+    screening: bool = Field(True, description="send reviewed labels the model confidently doubts to a second review")
+
+
 class DatasetConfig(StrictModel):
     """Which dataset, at which DVC revision, and how its splits are named."""
 
     path: Path = Field(Path("datasets/fashion-mnist"), validate_default=True)
-    revision: str = Field(min_length=1, description="git tag or commit of the dataset repository")
+    revision: str = Field(
+        min_length=1, description="git tag or commit of the dataset repository; latest: its newest tagged revision"
+    )
     checkout: bool = Field(True, description="check out the revision when the working copy differs")
     allow_modified: bool = Field(False, description="train on a working copy that differs from revision")
     train_split: str = "train"
@@ -98,6 +109,7 @@ class DatasetConfig(StrictModel):
     test_split: str = "test"
     limit_per_split: PositiveInt | None = Field(None, description="use at most this many images per split")
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    reviews: ReviewsConfig = Field(default_factory=ReviewsConfig)
 
     @field_validator("path")
     @classmethod

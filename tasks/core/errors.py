@@ -31,3 +31,7 @@ class IntegrityError(MlopsError):
 
 class QualityGateError(MlopsError):
     """A model broke the configured thresholds; the message lists every violation."""
+
+
+class ReviewsRefused(MlopsError):
+    """Reviewed labels cannot become a dataset revision (too few, or the data validation fails)."""

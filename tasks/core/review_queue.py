@@ -224,6 +224,14 @@ class ReviewQueue:
                 queued += 1
         return queued
 
+    def served_probabilities(self, prediction_ids: Sequence[str]) -> dict[str, list[float]]:
+        """The probabilities the serving version logged for these predictions (label screening reads them)."""
+        if not prediction_ids:
+            return {}
+        query = select(predictions.c.id, predictions.c.probabilities).where(predictions.c.id.in_(list(prediction_ids)))
+        with self.engine.connect() as connection:
+            return {row.id: list(row.probabilities) for row in connection.execute(query)}
+
     def counts(self) -> dict[str, int]:
         """Items per status, and how many are marked as disagreements."""
         with self.engine.connect() as connection:

@@ -30,10 +30,11 @@ class DatasetRef:
     """What was trained on: recorded in the model's metadata and in MLflow."""
 
     repo: Path
-    revision: str
+    revision: str  # the tag or commit resolved ("latest" is recorded as the tag it named)
     commit: str
     content_hash: str
     modified: bool
+    provenance: tuple[dict[str, object], ...] = ()  # the revisions-from-reviews records it contains
 
     @property
     def data_dir(self) -> Path:
@@ -43,7 +44,8 @@ class DatasetRef:
 def resolve_dataset(config: DatasetConfig) -> DatasetRef:
     """Resolve the configured revision and make the working copy match it (or refuse)."""
     repo = config.path
-    commit = repository.resolve_revision(repo, config.revision)
+    revision = repository.latest_tag(repo) if config.revision == repository.LATEST else config.revision
+    commit = repository.resolve_revision(repo, revision)
     state = repository.working_copy_state(repo)
     modified = False
     if state.differs_from(commit):
@@ -61,7 +63,7 @@ def resolve_dataset(config: DatasetConfig) -> DatasetRef:
                 "dataset.checkout: true to check it out, or dataset.allow_modified: true to train on it"
             )
     content = repository.data_content_hash(repo, commit)
-    return DatasetRef(repo, config.revision, commit, content, modified)
+    return DatasetRef(repo, revision, commit, content, modified, tuple(repository.read_provenance(repo, commit)))
 
 
 def read_manifest(data_dir: Path) -> pd.DataFrame:
@@ -101,6 +103,12 @@ def select_split(manifest: pd.DataFrame, split: str, limit: int | None, seed: in
     if limit is not None and len(rows) > limit:
         rows = rows.sample(n=limit, random_state=seed).sort_values("path")
     return rows.reset_index(drop=True)
+
+
+def reviewed_rows(manifest: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
+    """The reviewed split's rows, all of them, as training rows (their paths still say where they came from)."""
+    rows = manifest[manifest["split"] == config.reviews.split] if config.reviews.train_on else manifest.iloc[0:0]
+    return rows.assign(split=config.train_split).reset_index(drop=True)
 
 
 def manifest_hash(manifest: pd.DataFrame) -> str:

@@ -78,6 +78,27 @@ def list_tags(repo: Path) -> list[str]:
     return run_git(repo, "tag", "--list").split()
 
 
+LATEST = "latest"
+PROVENANCE_DIR = "provenance"  # one JSON file per revision made from reviews, committed with git
+
+
+def latest_tag(repo: Path) -> str:
+    """The tag on the newest tagged commit (``revision: latest``): the last revision made, by history."""
+    ensure_repository(repo)
+    newest = run_git(repo, "rev-list", "--tags", "--topo-order", "--max-count=1").strip()
+    tags = run_git(repo, "tag", "--points-at", newest, "--sort=-creatordate").split() if newest else []
+    if not tags:
+        raise DatasetRevisionError(f"{repo} has no tagged dataset revision; `revision: latest` needs one")
+    return tags[0]
+
+
+def read_provenance(repo: Path, commit: str) -> list[dict[str, object]]:
+    """Every revision-from-reviews record at ``commit``, oldest first."""
+    names = run_git(repo, "ls-tree", "--name-only", commit, PROVENANCE_DIR + "/").split()
+    records = [yaml.safe_load(run_git(repo, "show", f"{commit}:{name}")) for name in names if name.endswith(".json")]
+    return sorted(records, key=lambda record: str(record.get("created_at", "")))
+
+
 def resolve_revision(repo: Path, revision: str) -> str:
     """The full commit id a tag or commit names; an unknown one is an error listing the tags.
 

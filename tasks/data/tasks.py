@@ -17,7 +17,7 @@ from configs.schema import DatasetConfig
 from tasks.core.progress import progress
 from tasks.core.tracking import TrackingRun
 from tasks.data import validation
-from tasks.data.dataset import DatasetRef, manifest_hash, properties_table, read_manifest, select_split
+from tasks.data.dataset import DatasetRef, manifest_hash, properties_table, read_manifest, reviewed_rows, select_split
 from tasks.data.dataset import resolve_dataset as resolve_dataset_revision
 
 
@@ -27,6 +27,7 @@ def resolve_dataset(config: DatasetConfig, run: TrackingRun) -> DatasetRef:
     ref = resolve_dataset_revision(config)
     run.set_tags(
         {
+            "dataset.revision": ref.revision,
             "dataset.commit": ref.commit,
             "dataset.content_hash": ref.content_hash,
             "dataset.modified": str(ref.modified).lower(),
@@ -43,7 +44,9 @@ def build_property_table(ref: DatasetRef, config: DatasetConfig, seed: int, run:
     """Per-image properties of exactly the rows used, cached by the hash of those rows."""
     manifest = read_manifest(ref.data_dir)
     splits = (config.train_split, config.validation_split, config.test_split)
-    used = pd.concat([select_split(manifest, s, config.limit_per_split, seed) for s in splits])
+    used = pd.concat(
+        [select_split(manifest, s, config.limit_per_split, seed) for s in splits] + [reviewed_rows(manifest, config)]
+    )
     rows_hash = manifest_hash(used)
     cached = run.settings.cache_dir / "properties" / f"{rows_hash}.parquet"
     if not cached.exists():
@@ -55,6 +58,7 @@ def build_property_table(ref: DatasetRef, config: DatasetConfig, seed: int, run:
         get_run_logger().info("Measured %d images in %.1f s", len(used), time.perf_counter() - started)
     run.set_tags({"dataset.rows_hash": rows_hash})
     run.log_params({f"dataset.rows.{s}": str((used["split"] == s).sum()) for s in splits})
+    run.log_params({"dataset.rows.reviewed": str(used["path"].str.startswith(config.reviews.split + "/").sum())})
     return cached
 
 

@@ -43,10 +43,12 @@ def model_metadata(config: FlowConfig, ref: DatasetRef, trained: TrainedModel, r
         "dataset": {
             "path": ref.repo.name,
             "revision": ref.revision,
+            "requested_revision": config.dataset.revision,  # "latest" resolves to the tag above
             "commit": ref.commit,
             "content_hash": ref.content_hash,
             "rows_hash": rows_hash,
             "modified": ref.modified,
+            "from_reviews": [_provenance_summary(record) for record in ref.provenance],
         },
         "code": asdict(code_version()),
         "config_hash": config_hash(config.model_dump(mode="json")),
@@ -61,3 +63,18 @@ def model_metadata(config: FlowConfig, ref: DatasetRef, trained: TrainedModel, r
 def write_metadata(path: Path, content: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(content, sort_keys=False), encoding="utf-8")
     return path
+
+
+def _provenance_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """What a revision made from reviews added, and who and which versions it came from (the full
+    record, with every prediction id, is in the dataset repository's provenance folder)."""
+    items = record.get("items", [])
+    return {
+        "revision": record.get("revision"),
+        "base_revision": record.get("base_revision"),
+        "file": record.get("file"),
+        "images_added": sum(1 for item in items if item.get("action") == "added"),
+        "images_relabelled": sum(1 for item in items if item.get("action") == "relabelled"),
+        "reviewers": sorted({name for item in items for name in item.get("reviewers", [])}),
+        "served_by_versions": sorted({str(item["model_version"]) for item in items if item.get("model_version")}),
+    }
