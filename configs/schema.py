@@ -41,7 +41,7 @@ Bound = Literal["lower", "upper"]
 # (the metric must be at least the value), "upper" an upper bound (at most the value).
 Threshold = tuple[float, Bound]
 Thresholds = dict[str, Threshold]  # the one type of a set of thresholds, for the gate and the monitor
-FlowName = Literal["train", "evaluate", "deploy", "full", "monitor"]
+FlowName = Literal["train", "evaluate", "deploy", "full", "monitor", "add-reviews"]
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 _SIDE_OF_BETTER = {"higher": "lower", "lower": "upper"}  # the bound that keeps bad models out
 
@@ -168,6 +168,7 @@ class TrainConfig(StrictModel):
     augmentation: list[AugmenterConfig] = Field(default_factory=list)
     drift: DriftDetectorConfig = Field(default_factory=DriftDetectorConfig)
     trust: TrustConfig = Field(default_factory=TrustConfig)
+    screen_labels: bool = Field(True, description="report likely label errors of the training set and queue them")
     experiment: str = Field("image-classification", min_length=1)
 
 
@@ -284,12 +285,17 @@ class MonitorConfig(StrictModel):
     )
     retrain_on_drift: bool = False
     retrain_deployment: str = Field("full/full-flow", description="flow-name/deployment-name run on an alarm")
+    retrain_revision: str = Field(
+        "latest", min_length=1, description="the dataset revision retraining uses: latest takes in new reviews"
+    )
 
 
 class FlowConfig(StrictModel):
     """The whole file: which flow runs, and the sections it reads."""
 
-    flow: FlowName = Field(description="which flow run_flow.py runs: train, evaluate, deploy, full or monitor")
+    flow: FlowName = Field(
+        description="which flow run_flow.py runs: train, evaluate, deploy, full, monitor or add-reviews"
+    )
     model: ModelConfig
     dataset: DatasetConfig
     train: TrainConfig = Field(default_factory=TrainConfig)

@@ -29,6 +29,7 @@ FLOWS = {
     "deploy": "flows.deploy_flow",
     "full": "flows.full_flow",
     "monitor": "flows.monitor_flow",
+    "add-reviews": "flows.add_reviews_flow",
 }
 
 

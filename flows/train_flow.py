@@ -15,6 +15,7 @@ from tasks.training.tasks import (
     calibrate_model,
     publish_model,
     register_model,
+    screen_labels,
     train_model,
 )
 
@@ -43,6 +44,7 @@ def train_flow(
         table = build_property_table(ref, config.dataset, seed, run)
         validate_dataset(table, config.dataset, seed, run)
         trained = train_model(config, ref, table, run)
+        screen_labels(config, ref, table, trained, run)
         calibrate_model(config, ref, table, trained, run)
         build_drift_detectors(config, ref, table, trained)
         version = register_model(config, ref, table, trained, run)

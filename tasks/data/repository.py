@@ -100,12 +100,14 @@ def read_provenance(repo: Path, commit: str) -> list[dict[str, object]]:
 
 
 def resolve_revision(repo: Path, revision: str) -> str:
-    """The full commit id a tag or commit names; an unknown one is an error listing the tags.
+    """The full commit id a tag or commit (or ``latest``) names; an unknown one is an error listing the tags.
 
     A working copy cloned from a dataset registry (it has an ``origin``) fetches a revision it does
     not know yet, so a worker on another host sees revisions tagged after it cloned.
     """
     ensure_repository(repo)
+    if revision == LATEST:
+        revision = latest_tag(repo)
     try:
         return _rev_parse(repo, revision)
     except subprocess.CalledProcessError:

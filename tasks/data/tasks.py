@@ -10,15 +10,17 @@ from uuid import UUID
 
 import pandas as pd
 from prefect import get_run_logger, task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from configs.schema import DatasetConfig
 from tasks.core.progress import progress
+from tasks.core.review_queue import ReviewQueue
 from tasks.core.tracking import TrackingRun
 from tasks.data import validation
 from tasks.data.dataset import DatasetRef, manifest_hash, properties_table, read_manifest, reviewed_rows, select_split
 from tasks.data.dataset import resolve_dataset as resolve_dataset_revision
+from tasks.data.from_reviews import NewRevision, add_reviews
 
 
 @task(name="resolve_dataset", cache_policy=NO_CACHE)
@@ -94,3 +96,21 @@ def progress_artifact(key: str, description: str) -> Callable[[float], None]:
         update_progress_artifact(artifact_id, progress=round(100 * fraction, 1))
 
     return report
+
+
+@task(name="add_reviews_to_dataset", cache_policy=NO_CACHE)
+def add_reviews_to_dataset(config: DatasetConfig, database_url: str, cache_dir: Path, workdir: Path) -> NewRevision:
+    """Agreed reviews -> a new tagged revision (tasks/data/from_reviews.py), shown as an artifact in the UI."""
+    made = add_reviews(config, ReviewQueue.at(database_url), cache_dir, workdir)
+    create_markdown_artifact(
+        key="dataset-revision",
+        markdown=(
+            f"# Dataset revision `{made.tag}`\n\n- from `{made.base_revision}`, commit `{made.commit[:10]}`\n"
+            f"- {made.added} reviewed images added, {made.relabelled} training images relabelled\n"
+            f"- {made.sent_back} labels sent back for a second review by label screening\n"
+            f"- provenance: `{made.provenance_file}` in the dataset repository\n"
+        ),
+        description=f"{made.tag}: {made.added} reviewed images",
+    )
+    get_run_logger().info("Dataset revision %s from %s: %d images added", made.tag, made.base_revision, made.added)
+    return made

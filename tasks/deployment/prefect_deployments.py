@@ -20,6 +20,7 @@ DEPLOYMENT_POOLS = {
     "train/train": "training",
     "evaluate/evaluate": "training",
     "deploy/deploy": "training",
+    "add-reviews/add-reviews": "training",
     "monitor/monitor-weekly": "monitor",
 }
 

@@ -141,8 +141,15 @@ def request_retraining(verdict: Verdict, config: MonitorConfig) -> bool:
     """On an alarm, with ``retrain_on_drift``, schedule one run of the retraining deployment."""
     if not (verdict.alarm and config.retrain_on_drift):
         return False
-    run = run_deployment(config.retrain_deployment, timeout=0)  # sync here: a FlowRun, at once; a worker runs it
+    # The newest dataset revision by default, so labels reviewed since the last training are learnt from.
+    overrides = [f"dataset.revision={config.retrain_revision}"]
+    run = run_deployment(
+        config.retrain_deployment, parameters={"overrides": overrides}, timeout=0
+    )  # a FlowRun, at once
     get_run_logger().warning(
-        "Retraining requested: deployment %s, flow run %s", config.retrain_deployment, getattr(run, "id", "?")
+        "Retraining requested: deployment %s, flow run %s, dataset revision %s",
+        config.retrain_deployment,
+        getattr(run, "id", "?"),
+        config.retrain_revision,
     )
     return True

@@ -10,6 +10,9 @@ flows/cli.py adds the commands that run flows (`mlops run`, `mlops monitor`) and
     mlops trace PREDICTION_ID      the version behind a logged prediction, its provenance, who deployed it
     mlops shadow start V | stop | report [--json]
                                    run a version beside production on live traffic, and compare the two
+    mlops review status [--json]   the review queue: open, agreed, added, disagreements
+    mlops dataset add-reviews [--min-labels N] [--json]
+                                   agreed reviews -> a new tagged dataset revision, with provenance
     mlops monitor                  the monitor flow once, now
     mlops serve                    the serving service on 127.0.0.1:4242
     mlops ui                       Prefect, MLflow and Evidently UIs over the state folder
@@ -45,6 +48,7 @@ from tasks.ops.console import (
     echo,
     fail,
 )
+from tasks.ops.dataset_cli import dataset_app, review_app
 from tasks.ops.shadow_cli import shadow_app
 
 # MLflow, TensorFlow and Prefect are imported by the commands that use them, so `mlops --help`
@@ -61,6 +65,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(shadow_app, name="shadow")
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(review_app, name="review")
 
 
 def _metadata(settings: Settings, name: str, version: str) -> dict[str, Any]:

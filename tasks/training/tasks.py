@@ -10,11 +10,13 @@ import mlflow
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from sqlalchemy.exc import SQLAlchemyError
 
 from configs.schema import FlowConfig
 from tasks.core import tracking
 from tasks.core.bundle import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, TRUST_FILE, UAE_FILE
 from tasks.core.progress import progress
+from tasks.core.review_queue import ReviewQueue
 from tasks.core.shift_regression import SHIFT_REGRESSION_FILE
 from tasks.core.signing import load_private_key
 from tasks.core.storage import publish_version
@@ -23,7 +25,7 @@ from tasks.core.trust import TrustModel
 from tasks.data.dataset import DatasetRef
 from tasks.data.pipeline import evaluation_batches, image_dataset
 from tasks.data.tasks import progress_artifact
-from tasks.training import drift_reference
+from tasks.training import drift_reference, label_screening
 from tasks.training.calibration import fit_accuracy_regression, fit_trust
 from tasks.training.fit import MlflowEpochLogger, plot_curves, train_classifier
 from tasks.training.metadata import TrainedModel, input_spec, model_metadata, write_metadata
@@ -53,6 +55,41 @@ def train_model(config: FlowConfig, ref: DatasetRef, table_path: Path, run: Trac
     fitted.model.save(bundle / MODEL_FILE)
     run.log_artifact(plot_curves(history, run.workdir / "training_curves.png"), "plots")
     return TrainedModel(bundle, fitted.class_names, metrics, len(history["loss"]))
+
+
+@task(name="screen_labels", cache_policy=NO_CACHE)
+def screen_labels(
+    config: FlowConfig, ref: DatasetRef, table_path: Path, trained: TrainedModel, run: TrackingRun
+) -> int:
+    """Likely label errors of the training set: reported to MLflow with thumbnails, the most doubtful queued
+    for review (never dropped); the number found."""
+    logger = get_run_logger()
+    if not config.train.screen_labels:
+        return 0
+    table = pd.read_parquet(table_path, columns=["path", "split", "label"])
+    rows = table[table["split"] == config.dataset.train_split].reset_index(drop=True)
+    model = keras.models.load_model(trained.bundle_dir / MODEL_FILE)
+    report = label_screening.screen_training_labels(
+        model, ref.data_dir, rows, trained.class_names, input_spec(config), run.workdir / "label_screening"
+    )
+    for path in (report.table_file, report.sheet_file):
+        if path is not None:
+            run.log_artifact(path, "label_screening")
+    run.set_tags({"label_screening.suspects": str(len(report.suspects))})
+    try:
+        queued = label_screening.queue_for_review(
+            report, ref.data_dir, run.settings.central_storage_url, ReviewQueue.at(run.settings.prediction_database_url)
+        )
+    except (OSError, SQLAlchemyError) as error:  # the report stands; the queue can be filled at the next run
+        logger.warning("Could not queue likely label errors for review: %s", error)
+        queued = 0
+    logger.info(
+        "Label screening: %d likely label errors in %d training images, %d queued for review",
+        len(report.suspects),
+        len(rows),
+        queued,
+    )
+    return len(report.suspects)
 
 
 @task(name="calibrate_model", cache_policy=NO_CACHE)

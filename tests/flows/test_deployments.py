@@ -47,6 +47,9 @@ def test_every_flow_is_a_deployment_that_a_worker_completes(
     monitor = ["monitor.window_size=50", "monitor.min_labelled=1", "monitor.thresholds={}"]
     with get_client(sync_client=True) as client:
         deployments = {name: client.read_deployment_by_name(name) for name, _ in RUNS}
+        add_reviews = client.read_deployment_by_name("add-reviews/add-reviews")  # run in the whole-loop test
+        assert add_reviews.work_pool_name == "training"
+        assert add_reviews.parameters["config_file"] == "configs/add_reviews_config.yaml"
         schedules = deployments["monitor/monitor-weekly"].schedules
         assert [schedule.schedule.cron for schedule in schedules] == ["0 6 * * 1"]  # type: ignore[union-attr]
         for name, pool in RUNS:

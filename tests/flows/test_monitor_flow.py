@@ -117,8 +117,9 @@ def test_monitor_flow_stays_quiet_on_fashion_and_flags_digits(
 
     assert runs_after_quiet == [] and not quiet.retraining_triggered
     assert alarmed.retraining_triggered
-    started = [run.state_name for run in retraining_runs(retraining) if run.id not in earlier]
-    assert started == ["Scheduled"]  # waits for a training worker
+    started = [run for run in retraining_runs(retraining) if run.id not in earlier]
+    assert [run.state_name for run in started] == ["Scheduled"]  # waits for a training worker
+    assert started[0].parameters["overrides"] == ["dataset.revision=latest"]  # learns from the newest reviews
 
     assert (quiet.window_rows, quiet.labelled_rows, quiet.drift) == (100, 100, False), quiet
     assert alarmed.drift and alarmed.p_value < 0.001 and alarmed.labelled_rows == 0

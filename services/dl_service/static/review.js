@@ -42,6 +42,7 @@ function show(task) {
   item = task;
   $("empty").hidden = true;
   $("item").hidden = false;
+  $("item").dataset.itemId = task.item_id;  // for support and scripts: which queue item is shown
   $("view").src = "data:image/png;base64," + task.image_png;
   $("overlay").src = "data:image/png;base64," + task.overlay_png;
   $("version").textContent = task.model_version ?? "?";

@@ -1,0 +1,44 @@
+"""Add-reviews flow: agreed reviews since the newest dataset revision -> a new, tagged, validated revision."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from prefect import flow
+from pydantic import BaseModel
+
+from configs.schema import FlowConfig, resolve_config
+from tasks.core.settings import REPO_ROOT, get_settings
+from tasks.data.tasks import add_reviews_to_dataset
+
+
+class AddReviewsResult(BaseModel):
+    revision: str
+    commit: str
+    base_revision: str
+    added: int
+    relabelled: int
+    sent_back: int
+    provenance_file: str
+
+
+@flow(name="add-reviews")
+def add_reviews_flow(
+    config: FlowConfig | None = None, config_file: str = "", overrides: list[str] | None = None
+) -> AddReviewsResult:
+    config = resolve_config(config, config_file, REPO_ROOT, overrides)
+    settings = get_settings()
+    with tempfile.TemporaryDirectory(prefix="add-reviews-") as folder:
+        made = add_reviews_to_dataset(
+            config.dataset, settings.prediction_database_url, settings.cache_dir, Path(folder)
+        )
+    return AddReviewsResult(
+        revision=made.tag,
+        commit=made.commit,
+        base_revision=made.base_revision,
+        added=made.added,
+        relabelled=made.relabelled,
+        sent_back=made.sent_back,
+        provenance_file=made.provenance_file,
+    )
