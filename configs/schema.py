@@ -111,6 +111,15 @@ class DatasetConfig(StrictModel):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     reviews: ReviewsConfig = Field(default_factory=ReviewsConfig)
 
+    @model_validator(mode="after")
+    def _reviews_have_a_split_of_their_own(self) -> DatasetConfig:
+        if self.reviews.split in (self.validation_split, self.test_split):
+            raise ValueError(
+                f"reviews.split {self.reviews.split!r} is also a validation or test split; reviewed images "
+                "need a split of their own, so the held-out splits stay untouched"
+            )
+        return self
+
     @field_validator("path")
     @classmethod
     def _resolve_against_root(cls, value: Path, info: ValidationInfo) -> Path:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from prefect import flow
 from pydantic import BaseModel
 
 from configs.schema import FlowConfig, resolve_config
 from tasks.core.settings import REPO_ROOT, get_settings
+from tasks.data.from_reviews import review_workdir
 from tasks.data.tasks import add_reviews_to_dataset
 
 
@@ -29,10 +27,8 @@ def add_reviews_flow(
 ) -> AddReviewsResult:
     config = resolve_config(config, config_file, REPO_ROOT, overrides)
     settings = get_settings()
-    with tempfile.TemporaryDirectory(prefix="add-reviews-") as folder:
-        made = add_reviews_to_dataset(
-            config.dataset, settings.prediction_database_url, settings.cache_dir, Path(folder)
-        )
+    workdir = review_workdir(settings.state_dir)  # kept: a refusal's validation reports are there
+    made = add_reviews_to_dataset(config.dataset, settings.prediction_database_url, settings.cache_dir, workdir)
     return AddReviewsResult(
         revision=made.tag,
         commit=made.commit,

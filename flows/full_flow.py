@@ -40,6 +40,10 @@ def train_or_reuse(config: FlowConfig, config_file: str, fingerprint: str) -> Tr
     return train_flow(config=config, config_file=config_file)
 
 
+def pinned_to(config: FlowConfig, revision: str) -> FlowConfig:
+    return config.model_copy(update={"dataset": config.dataset.model_copy(update={"revision": revision})})
+
+
 @flow(name="full")
 def full_flow(
     config: FlowConfig | None = None, config_file: str = "", overrides: list[str] | None = None, force: bool = False
@@ -53,6 +57,7 @@ def full_flow(
     create_link_artifact(
         run_url(settings, trained.run_id), link_text=f"MLflow training run of version {trained.version}"
     )
+    config = pinned_to(config, trained.dataset_revision)  # "latest" means what training resolved, from here on
     try:
         evaluation = eval_flow(config=config, config_file=config_file, version=trained.version)
     except QualityGateError as error:

@@ -72,9 +72,12 @@ def tiny_repo(tiny_repo_template: tuple[Path, Path], tmp_path: Path) -> Path:
     from tasks.data.repository import run_dvc, run_git
 
     template, _ = tiny_repo_template
-    clone = tmp_path / "fashion-mnist"
+    clone, registry = tmp_path / "fashion-mnist", tmp_path / "dataset-registry.git"
     run_git(tmp_path, "clone", "--quiet", str(template), str(clone))
     run_dvc(clone, "pull", "--quiet")
+    # Its own registry to push new revisions to: the template stays as every other test finds it.
+    run_git(tmp_path, "clone", "--quiet", "--bare", str(template), str(registry))
+    run_git(clone, "remote", "set-url", "origin", str(registry))
     return clone
 
 
@@ -155,6 +158,8 @@ def fresh_database(postgres_server: PostgresCluster) -> str:
     """The session's PostgreSQL without the prediction log's tables: the service creates them anew."""
     engine = create_engine(postgres_server.url)
     with engine.begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS feedback, shadow_predictions, predictions"))
+        connection.execute(
+            text("DROP TABLE IF EXISTS reviews, review_items, feedback, shadow_predictions, predictions")
+        )
     engine.dispose()
     return postgres_server.url

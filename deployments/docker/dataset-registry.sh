@@ -1,5 +1,6 @@
 #!/bin/bash
-# The dataset registry: every git repository under /srv/datasets, read-only over git:// (port 9418).
+# The dataset registry: every git repository under /srv/datasets over git:// (port 9418); fetch, and
+# push of new revision tags.
 # On first start it builds the Fashion-MNIST demo repository (MLOPS_DEMO_DATASET_SIZE: full or
 # small), its data pushed to the DVC remote in the object store.
 set -euo pipefail
@@ -9,4 +10,5 @@ if [ ! -d "$root/fashion-mnist/.git" ]; then
         --source /usr/share/datasets/fashion-mnist --size "${MLOPS_DEMO_DATASET_SIZE:-full}" \
         --dvc-remote s3://mlops/dvc/fashion-mnist
 fi
-exec git daemon --reuseaddr --export-all --informative-errors --base-path="$root" "$root"
+# receive-pack: the add-reviews flow pushes the tag of each revision it makes (tags only, never a branch)
+exec git daemon --reuseaddr --export-all --enable=receive-pack --informative-errors --base-path="$root" "$root"

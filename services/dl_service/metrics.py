@@ -58,6 +58,11 @@ class ServiceMetrics:
             "Predictions refused with 503 because neither the database nor the spool could store them (a full disk)",
             registry=registry,
         )
+        self.images_not_kept = Counter(
+            "dl_service_images_not_kept_total",
+            "Images the review queue or STORE_IMAGES wanted but not kept: too many were waiting to be written",
+            registry=registry,
+        )
         self.rejected_rows = Gauge(
             "dl_service_rejected_rows",
             "Prediction rows the database refused, set aside in the spool folder for an operator",

@@ -7,6 +7,7 @@ so every stored review says who gave it; with no reviewers configured the routes
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Annotated
 
 import fsspec
@@ -22,7 +23,9 @@ from services.dl_service.service import explain_as_pngs
 from tasks.core.review_queue import AlreadyReviewed, ReviewItem, ReviewQueue, UnknownReviewItem
 from tasks.core.settings import Settings
 
+logger = logging.getLogger(__name__)
 router = APIRouter(tags=["review"])
+UNREADABLE_IN_A_ROW = 5
 
 
 async def reviewer_of(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
@@ -58,16 +61,23 @@ async def review_page() -> FileResponse:
 async def next_item(
     request: Request, reviewer: Reviewer, queue: QueueDep, skip: Annotated[list[str] | None, Query()] = None
 ) -> schemas.ReviewTask | Response:
-    """The most useful image this reviewer has not reviewed yet (204 when the queue is empty)."""
+    """The most useful image this reviewer has not reviewed yet (204 when the queue is empty). An item whose
+    image cannot be read is set aside with the reason, and the next one served."""
     manager: ModelManager = request.app.state.manager
     if not manager.loaded:
         raise HTTPException(
             503, f"no model to explain with yet: {manager.unavailable_reason}", headers={"Retry-After": "5"}
         )
-    item = await run_in_threadpool(queue.next_for, reviewer, skip or [])
-    if item is None:
-        return Response(status_code=204)
-    return await run_in_threadpool(_task_for, item, manager, queue)
+    for _ in range(UNREADABLE_IN_A_ROW):
+        item = await run_in_threadpool(queue.next_for, reviewer, skip or [])
+        if item is None:
+            return Response(status_code=204)
+        try:
+            return await run_in_threadpool(_task_for, item, manager, queue)
+        except UnreadableImage as error:
+            logger.warning("Review item %s set aside: %s", item.item_id, error)
+            await run_in_threadpool(queue.set_aside, item.item_id, f"image unreadable: {error}")
+    raise HTTPException(502, f"{UNREADABLE_IN_A_ROW} queued images in a row could not be read from central storage")
 
 
 @router.post("/review/{item_id}", response_model=schemas.ReviewOut, status_code=201)
@@ -76,8 +86,10 @@ async def review(
 ) -> schemas.ReviewOut:
     """Say what the image shows; a second reviewer's different answer marks a disagreement."""
     manager: ModelManager = request.app.state.manager
-    names = manager.current.class_names if manager.loaded else []
-    if names and body.label not in names:
+    if not manager.loaded:  # the label is checked against the serving version's classes
+        raise HTTPException(503, f"no model loaded yet: {manager.unavailable_reason}", headers={"Retry-After": "5"})
+    names = manager.current.class_names
+    if body.label not in names:
         raise HTTPException(422, f"label {body.label!r} is not a class of the model; one of: {', '.join(names)}")
     try:
         item = await run_in_threadpool(queue.record, item_id, body.label, reviewer)
@@ -95,17 +107,22 @@ async def review(
     )
 
 
+class UnreadableImage(Exception):
+    """A queued image is gone from central storage or no longer an image."""
+
+
 def _task_for(item: ReviewItem, manager: ModelManager, queue: ReviewQueue) -> schemas.ReviewTask:
     """Read the kept image and explain it with the serving version (one thread hop)."""
-    model = manager.current
+    try:
+        model = manager.current
+    except ModelUnavailable as error:
+        raise HTTPException(503, str(error), headers={"Retry-After": "5"}) from None
     try:
         with fsspec.open(item.image_uri, "rb") as handle:
             content = handle.read()
         checked = decode_checked(content, open_checked(content, 10**9, 10**9), model.input_spec)
     except (OSError, ImageRejected) as error:
-        raise HTTPException(502, f"the image of {item.item_id} cannot be read from {item.image_uri}: {error}") from None
-    except ModelUnavailable as error:
-        raise HTTPException(503, str(error)) from None
+        raise UnreadableImage(f"{item.image_uri}: {error}") from None
     _, overlay, view = explain_as_pngs(model, checked)
     return schemas.ReviewTask(
         item_id=item.item_id,

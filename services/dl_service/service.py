@@ -7,6 +7,7 @@ import base64
 import io
 import logging
 import random
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ DISPLAY_SIZE = 224
 # uploads this small, and decoding when the headers say the pixels are this few (about 0.1 ms).
 INLINE_CHECK_BYTES = 64 * 1024
 INLINE_DECODE_PIXELS = 128 * 128
+MAX_UNWRITTEN_IMAGES = 1024  # images waiting to be written to central storage; beyond, not kept
 
 
 class UnknownLabel(ValueError):
@@ -56,6 +58,7 @@ class PredictionService:
         self.config, self.storage_url = config, storage_url
         self.manager, self.batcher, self.log, self.metrics = manager, batcher, log, metrics
         self._image_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-store")
+        self._unwritten, self._unwritten_lock = 0, threading.Lock()  # images handed to the writer, not yet written
         # Large images decode here, a few at a time: their memory is bounded by the pool's size.
         self._decoder = ThreadPoolExecutor(max_workers=config.decode_threads, thread_name_prefix="decode")
 
@@ -162,10 +165,19 @@ class PredictionService:
         }
 
     def _keep_image(self, output: BatchOutput) -> bool:
-        """Every image when ``store_images``; else those the review queue may want: a random share, and
-        every uncertain prediction (tasks/core/review_queue.py ranks them)."""
+        """Every image when ``store_images``; else, when reviewers are configured, those the review queue
+        may want: a random share, and every uncertain prediction (tasks/core/review_queue.py ranks them).
+        Past ``MAX_UNWRITTEN_IMAGES`` waiting for the writer (a slow store, a flood of uncertain
+        predictions under drift) an image is not kept rather than held in memory."""
         config = self.config
-        if config.store_images or (config.review_sample and random.random() < config.review_sample):
+        if self._unwritten >= MAX_UNWRITTEN_IMAGES:
+            self.metrics.images_not_kept.inc()
+            return False
+        if config.store_images:
+            return True
+        if not config.reviewers:
+            return False
+        if config.review_sample and random.random() < config.review_sample:
             return True
         if not config.review_uncertain:
             return False
@@ -176,8 +188,17 @@ class PredictionService:
     def _store_image(self, checked: CheckedImage) -> str:
         """Keep the upload by content hash in central storage; written off the request path."""
         uri = f"{self.storage_url.rstrip('/')}/images/{checked.sha256[:2]}/{checked.sha256}"
-        self._image_writer.submit(_write_once, uri, checked.content)
+        with self._unwritten_lock:
+            self._unwritten += 1
+        self._image_writer.submit(self._write_image, uri, checked.content)
         return uri
+
+    def _write_image(self, uri: str, content: bytes) -> None:
+        try:
+            _write_once(uri, content)
+        finally:
+            with self._unwritten_lock:
+                self._unwritten -= 1
 
 
 @contextmanager

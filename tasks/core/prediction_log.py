@@ -6,7 +6,20 @@ with the same feature columns, so all three agree on what ``bbsd_3`` or ``bright
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Float, ForeignKey, Integer, MetaData, String, Table, inspect
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    inspect,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -87,7 +100,9 @@ review_items = Table(
     Column("reason", String(200), nullable=False),
     Column("priority", Float, nullable=False),
     Column("enqueued_at", DateTime(timezone=True), nullable=False, index=True),
-    Column("status", String(20), nullable=False, index=True),  # open | agreed | added
+    Column("status", String(20), nullable=False, index=True),  # open | agreed | added | unreadable
+    Column("claimed_by", String(200)),  # the reviewer the page shows it to now, until claimed_until
+    Column("claimed_until", DateTime(timezone=True)),
     Column("reviews_needed", Integer, nullable=False),  # 2 after screening doubts a label, +1 per disagreement
     Column("disagreement", Boolean, nullable=False),
     Column("agreed_label", String(200)),
@@ -102,6 +117,7 @@ reviews = Table(
     Column("label", String(200), nullable=False),
     Column("reviewer", String(200), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("item_id", "reviewer", name="one_review_per_reviewer"),
 )
 
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, and_, create_engine, func, insert, not_, select, update
+from sqlalchemy import Engine, create_engine, func, insert, not_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from tasks.core.errors import MlopsError
 from tasks.core.prediction_log import metadata, predictions, review_items, reviews
@@ -31,7 +33,9 @@ REFILL_BATCH = 50  # items picked at a time: enough for a sitting, small enough 
 CANDIDATE_ROWS = 5000  # newest kept predictions looked at per refill
 UNCERTAIN_MARGIN = 0.3  # below this gap between the top two classes a prediction counts as uncertain
 
-OPEN, AGREED, ADDED = "open", "agreed", "added"
+OPEN, AGREED, ADDED, UNREADABLE = "open", "agreed", "added", "unreadable"
+CLAIM_SECONDS = 300  # how long the page holds an image for one reviewer before another may get it
+CLAIM_ATTEMPTS = 5
 
 
 class UnknownReviewItem(MlopsError):
@@ -111,11 +115,22 @@ class ReviewQueue:
         return cls(create_engine(database_url))
 
     def next_for(self, reviewer: str, skip: Sequence[str] = ()) -> ReviewItem | None:
-        """The open item of highest priority this reviewer has not reviewed; refills the queue when none is left."""
-        item = self._next_open(reviewer, skip)
-        if item is None and self.refill():
-            item = self._next_open(reviewer, skip)
-        return item
+        """The open item of highest priority this reviewer has not reviewed and nobody else holds, claimed for
+        ``CLAIM_SECONDS`` so that reviewers working at once see different images; refills the queue when
+        none is left. Skipped items are let go."""
+        self._release(reviewer, skip)
+        refilled = False
+        for _ in range(CLAIM_ATTEMPTS):
+            now = datetime.now(UTC)
+            item = self._next_open(reviewer, skip, now)
+            if item is None:
+                if refilled or not self.refill():
+                    return None
+                refilled = True
+                continue
+            if self._claim(item.item_id, reviewer, now):
+                return item
+        return None
 
     def refill(self, batch: int = REFILL_BATCH) -> int:
         """Queue a diverse batch of the newest kept predictions not yet queued; the number queued."""
@@ -130,35 +145,48 @@ class ReviewQueue:
         chosen = select_diverse(priority, _features(candidates), batch)
         now = datetime.now(UTC)
         rows = [self._served_item(candidates[i], float(priority[i]), now) for i in chosen]
+        statement = _insert_ignoring_duplicates(self.engine, review_items)  # another worker may queue them too
         with self.engine.begin() as connection:
-            for row in rows:  # one at a time: another worker may have queued the same prediction just now
-                if connection.execute(
-                    select(review_items.c.item_id).where(review_items.c.item_id == row["item_id"])
-                ).first():
-                    continue
-                connection.execute(insert(review_items), [row])
-        return len(rows)
+            return int(connection.execute(statement, rows).rowcount or 0)
 
     def record(self, item_id: str, label: str, reviewer: str) -> ReviewItem:
-        """Store one review and settle the item if it now has its reviews and a majority."""
-        with self.engine.begin() as connection:
-            row = connection.execute(select(review_items).where(review_items.c.item_id == item_id)).mappings().first()
-            if row is None:
-                raise UnknownReviewItem(f"no review item {item_id!r} in the queue")
-            given = [r.label for r in connection.execute(select(reviews).where(reviews.c.item_id == item_id))]
-            who = {r.reviewer for r in connection.execute(select(reviews).where(reviews.c.item_id == item_id))}
-            if reviewer in who:
-                raise AlreadyReviewed(f"{reviewer} already reviewed {item_id}; another reviewer gives a second opinion")
-            if row["status"] != OPEN:
-                raise AlreadyReviewed(f"{item_id} is already {row['status']} ({row['agreed_label']})")
-            connection.execute(
-                insert(reviews),
-                [{"item_id": item_id, "label": label, "reviewer": reviewer, "created_at": datetime.now(UTC)}],
-            )
-            connection.execute(
-                update(review_items).where(review_items.c.item_id == item_id).values(**_settled([*given, label], row))
-            )
+        """Store one review and settle the item if it now has its reviews and a majority.
+
+        The review row is written first: on SQLite that takes the write lock, on PostgreSQL the item row is
+        locked before it; either way two reviews of one item are settled one after the other, and the
+        unique (item, reviewer) key refuses a second review by the same reviewer."""
+        try:
+            with self.engine.begin() as connection:
+                locked = select(review_items.c.item_id).where(review_items.c.item_id == item_id).with_for_update()
+                if connection.execute(locked).first() is None:
+                    raise UnknownReviewItem(f"no review item {item_id!r} in the queue")
+                connection.execute(
+                    insert(reviews),
+                    [{"item_id": item_id, "label": label, "reviewer": reviewer, "created_at": datetime.now(UTC)}],
+                )
+                row = connection.execute(select(review_items).where(review_items.c.item_id == item_id)).mappings().one()
+                if row["status"] != OPEN:
+                    raise AlreadyReviewed(f"{item_id} is already settled ({row['status']}); it needs no more reviews")
+                given = select(reviews.c.label).where(reviews.c.item_id == item_id).order_by(reviews.c.id)
+                connection.execute(
+                    update(review_items)
+                    .where(review_items.c.item_id == item_id)
+                    .values(claimed_by=None, claimed_until=None, **_settled(list(connection.scalars(given)), row))
+                )
+        except IntegrityError:
+            raise AlreadyReviewed(
+                f"{reviewer} already reviewed {item_id}; another reviewer gives a second opinion"
+            ) from None
         return self.get(item_id)
+
+    def set_aside(self, item_id: str, why: str) -> None:
+        """Take an item out of the queue for good (its image cannot be read), saying why."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(review_items)
+                .where(review_items.c.item_id == item_id)
+                .values(status=UNREADABLE, reason=why[:200], claimed_by=None, claimed_until=None)
+            )
 
     def get(self, item_id: str) -> ReviewItem:
         with self.engine.connect() as connection:
@@ -213,11 +241,13 @@ class ReviewQueue:
                 ).first()
                 if current is None:
                     connection.execute(insert(review_items), [_doubted_item(doubt, reason, now, model_version)])
-                elif current.status == AGREED:
+                elif current.status in (AGREED, OPEN):  # one more opinion than it has, and at least two
+                    count = select(func.count()).select_from(reviews).where(reviews.c.item_id == doubt.item_id)
+                    needed = max(2, connection.execute(count).scalar_one() + 1, current.reviews_needed)
                     connection.execute(
                         update(review_items)
                         .where(review_items.c.item_id == doubt.item_id)
-                        .values(status=OPEN, reason=reason, reviews_needed=max(2, current.reviews_needed + 1))
+                        .values(status=OPEN, reason=reason[:200], agreed_label=None, reviews_needed=needed)
                     )
                 else:
                     continue
@@ -239,13 +269,18 @@ class ReviewQueue:
             disagreements = connection.execute(
                 select(func.count()).select_from(review_items).where(review_items.c.disagreement)
             ).scalar_one()
-        return {OPEN: 0, AGREED: 0, ADDED: 0, **{str(s): int(n) for s, n in rows}, "disagreements": int(disagreements)}
+        counts = {OPEN: 0, AGREED: 0, ADDED: 0, UNREADABLE: 0, **{str(s): int(n) for s, n in rows}}
+        return {**counts, "disagreements": int(disagreements)}
 
-    def _next_open(self, reviewer: str, skip: Sequence[str]) -> ReviewItem | None:
+    def _next_open(self, reviewer: str, skip: Sequence[str], now: datetime) -> ReviewItem | None:
         mine = select(reviews.c.item_id).where(reviews.c.reviewer == reviewer)
         query = (
             _items_with_counts()
-            .where(and_(review_items.c.status == OPEN, not_(review_items.c.item_id.in_(mine))))
+            .where(
+                review_items.c.status == OPEN,
+                not_(review_items.c.item_id.in_(mine)),
+                _free_for(reviewer, now),
+            )
             .order_by(review_items.c.priority.desc(), review_items.c.enqueued_at)
             .limit(1)
         )
@@ -254,6 +289,26 @@ class ReviewQueue:
         with self.engine.connect() as connection:
             row = connection.execute(query).mappings().first()
         return _item(row) if row is not None else None
+
+    def _claim(self, item_id: str, reviewer: str, now: datetime) -> bool:
+        """Hold an item for this reviewer; False when another reviewer took it first."""
+        with self.engine.begin() as connection:
+            claimed = connection.execute(
+                update(review_items)
+                .where(review_items.c.item_id == item_id, review_items.c.status == OPEN, _free_for(reviewer, now))
+                .values(claimed_by=reviewer, claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
+            )
+        return bool(claimed.rowcount)
+
+    def _release(self, reviewer: str, item_ids: Sequence[str]) -> None:
+        if not item_ids:
+            return
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(review_items)
+                .where(review_items.c.item_id.in_(list(item_ids)), review_items.c.claimed_by == reviewer)
+                .values(claimed_by=None, claimed_until=None)
+            )
 
     def _candidates(self) -> list[dict[str, Any]]:
         queued = select(review_items.c.sha256)
@@ -270,7 +325,7 @@ class ReviewQueue:
                 predictions.c.ood,
                 predictions.c.uae,
             )
-            .where(and_(predictions.c.image_uri.is_not(None), not_(predictions.c.sha256.in_(queued))))
+            .where(predictions.c.image_uri.is_not(None), not_(predictions.c.sha256.in_(queued)))
             .order_by(predictions.c.created_at.desc())
             .limit(CANDIDATE_ROWS)
         )
@@ -299,6 +354,23 @@ class ReviewQueue:
             "reviews_needed": 1,
             "disagreement": False,
         }
+
+
+def _free_for(reviewer: str, now: datetime) -> Any:
+    """Not held by another reviewer: never claimed, the claim ran out, or it is this reviewer's."""
+    return or_(
+        review_items.c.claimed_until.is_(None),
+        review_items.c.claimed_until < now,
+        review_items.c.claimed_by == reviewer,
+    )
+
+
+def _insert_ignoring_duplicates(engine: Engine, table: Any) -> Any:
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=["item_id"])
+    if engine.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=["item_id"])
+    return insert(table)
 
 
 def majority_label(labels: Sequence[str]) -> str | None:
@@ -349,7 +421,7 @@ def _doubted_item(doubt: DoubtedLabel, reason: str, now: datetime, model_version
         "confidence": None,
         "given_label": doubt.label,
         "dataset_path": doubt.dataset_path,
-        "reason": reason,
+        "reason": reason[:200],
         "priority": 10.0,  # a doubted label is worth more than any new image
         "enqueued_at": now,
         "status": OPEN,

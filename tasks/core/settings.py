@@ -105,6 +105,8 @@ class Settings(BaseSettings):
         if len(set(tokens)) < len(tokens):
             raise ValueError("MLOPS_SERVICE_REVIEWERS gives two reviewers the same token; each needs their own")
         for name, token in self.service.reviewers.items():
+            if not token.strip() or not name.strip():
+                raise ValueError("MLOPS_SERVICE_REVIEWERS: every reviewer needs a name and a token that is not blank")
             weak = token.strip().lower() in PLACEHOLDER_TOKENS or len(token.strip()) < MIN_PRODUCTION_TOKEN
             if self.service.mode == "production" and weak:
                 raise ValueError(

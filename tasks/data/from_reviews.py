@@ -18,6 +18,9 @@ import json
 import logging
 import re
 import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,11 +32,18 @@ import pandas as pd
 from PIL import Image
 
 from configs.schema import DatasetConfig
-from tasks.core.errors import ReviewsRefused
+from tasks.core.errors import DatasetRevisionError, ReviewsRefused
 from tasks.core.image_properties import file_properties
 from tasks.core.review_queue import AgreedItem, DoubtedLabel, ReviewQueue
 from tasks.data import repository, validation
-from tasks.data.dataset import class_names, manifest_hash, properties_table, read_manifest, select_split
+from tasks.data.dataset import (
+    class_names,
+    manifest_hash,
+    properties_table,
+    read_manifest,
+    reviewed_rows,
+    select_split,
+)
 from tasks.data.label_screening import likely_label_errors
 
 logger = logging.getLogger(__name__)
@@ -66,28 +76,37 @@ def add_reviews(
     config: DatasetConfig, queue: ReviewQueue, cache_dir: Path, workdir: Path, seed: int = 0
 ) -> NewRevision:
     """Turn the agreed reviews since the newest revision into a new revision (see the module docstring)."""
-    repo, reviews = config.path, config.reviews
-    base_tag, base_commit = _newest_revision_checked_out(config)
-    manifest = read_manifest(repo / repository.DATA_DIR)
-    agreed = queue.agreed()
-    accepted, doubted = (
-        _screen(agreed, queue, class_names(manifest, config.train_split)) if reviews.screening else (agreed, [])
-    )
-    sent_back = queue.send_back(doubted)
-    staged, known = _stage(accepted, manifest, reviews.split, workdir / "staged")
-    relabels = [a for a in accepted if a.item.dataset_path is not None]
-    if len(staged) + len(relabels) < reviews.min_new_labels:
-        new = len(staged) + len(relabels)
-        raise ReviewsRefused(_too_few(new, len(agreed), sent_back, len(known), queue, base_tag, reviews.min_new_labels))
-    _validate(config, manifest, staged, cache_dir, workdir, seed)
-    tag = next_tag(repo, base_tag)
-    record = _provenance(tag, base_tag, base_commit, staged, relabels, manifest, doubted, known)
-    commit = _write_revision(repo, base_commit, manifest, staged, record, tag)
-    queue.mark_added([a.item.item_id for a in accepted], tag)
+    repo = config.path
+    with _newest_revision_checked_out(config) as (base_tag, base_commit):
+        manifest = read_manifest(repo / repository.DATA_DIR)
+        classes = class_names(manifest, config.train_split)
+        agreed, foreign = _known_classes(queue.agreed(), classes)
+        accepted, doubted = _screen(agreed, queue, classes) if config.reviews.screening else (agreed, [])
+        sent_back = queue.send_back(doubted)
+        staged, known, unreadable = _stage(accepted, manifest, config.reviews.split, workdir / "staged")
+        for item_id, why in unreadable.items():
+            queue.set_aside(item_id, why)
+        tag = next_tag(repo, base_tag)
+        kept = [a for a in accepted if a.item.item_id not in unreadable]
+        record = _provenance(tag, base_tag, base_commit, staged, kept, manifest, doubted, known, unreadable)
+        new_labels = sum(1 for item in record["items"] if item["action"] in ("added", "relabelled"))
+        if new_labels < config.reviews.min_new_labels:
+            counts = (new_labels, len(agreed), sent_back, len(known), len(unreadable), foreign)
+            raise ReviewsRefused(_too_few(*counts, queue, base_tag, config.reviews.min_new_labels))
+        _validate(config, manifest, staged, record, cache_dir, workdir, seed)
+        commit = _write_revision(repo, base_commit, manifest, staged, record, tag)
+    queue.mark_added([a.item.item_id for a in kept], tag)
     added = sum(1 for item in record["items"] if item["action"] == "added")
-    relabelled = sum(1 for item in record["items"] if item["action"] == "relabelled")
+    relabelled = new_labels - added
     logger.info("Dataset revision %s: %d images added, %d relabelled (from %s)", tag, added, relabelled, base_tag)
     return NewRevision(tag, commit, base_tag, added, relabelled, sent_back, record["file"])
+
+
+def review_workdir(state_dir: Path) -> Path:
+    """A folder of its own for one add-reviews run under the state folder (staged images, validation reports)."""
+    folder = state_dir / "add-reviews" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    folder.mkdir(parents=True)
+    return folder
 
 
 def next_tag(repo: Path, base_tag: str) -> str:
@@ -100,8 +119,10 @@ def next_tag(repo: Path, base_tag: str) -> str:
     return f"{stem}-reviews-{number}"
 
 
-def _newest_revision_checked_out(config: DatasetConfig) -> tuple[str, str]:
-    """The newest tagged revision, checked out; a working copy with changes is refused, never overwritten."""
+@contextmanager
+def _newest_revision_checked_out(config: DatasetConfig) -> Iterator[tuple[str, str]]:
+    """The newest tagged revision, checked out for the block; a working copy with changes is refused, never
+    overwritten, and a refusal puts back the branch or commit that was checked out before."""
     repo = config.path
     base_tag = repository.latest_tag(repo)
     commit = repository.resolve_revision(repo, base_tag)
@@ -110,11 +131,26 @@ def _newest_revision_checked_out(config: DatasetConfig) -> tuple[str, str]:
         raise ReviewsRefused(
             f"{repo} has changes ({state.describe(commit)}); commit or discard them before adding reviews"
         )
+    before = repository.current_checkout(repo)
     if state.head_commit != commit:
         if not config.checkout:
             raise ReviewsRefused(f"{repo} is not at its newest revision {base_tag}; set dataset.checkout: true")
         repository.checkout_revision(repo, commit)
-    return base_tag, commit
+    try:
+        yield base_tag, commit
+    except ReviewsRefused:
+        if state.head_commit != commit:
+            repository.checkout_revision(repo, before)
+        raise
+
+
+def _known_classes(agreed: list[AgreedItem], classes: list[str]) -> tuple[list[AgreedItem], int]:
+    """Agreed labels that name a class of the dataset; the others are left agreed, counted and logged
+    (a version served with other classes than this dataset's)."""
+    known = [a for a in agreed if a.label in classes]
+    for other in (a for a in agreed if a.label not in classes):
+        logger.warning("Review of %s names %r, not a class of the dataset; left out", other.item.item_id, other.label)
+    return known, len(agreed) - len(known)
 
 
 def _screen(
@@ -146,12 +182,22 @@ def _screen(
     return [a for a in agreed if a.item.item_id not in doubted_ids], doubted
 
 
-def _too_few(new: int, agreed: int, sent_back: int, known: int, queue: ReviewQueue, base: str, minimum: int) -> str:
+def _too_few(
+    new: int,
+    agreed: int,
+    sent_back: int,
+    known: int,
+    unreadable: int,
+    foreign: int,
+    queue: ReviewQueue,
+    base: str,
+    minimum: int,
+) -> str:
     counts = queue.counts()
     return (
         f"only {new} agreed new label(s) since {base}; dataset.reviews.min_new_labels is {minimum}. "
-        f"Of {agreed} agreed, label screening sent {sent_back} back for a second review and {known} are images "
-        "the dataset already holds; "
+        f"Of {agreed} agreed, label screening sent {sent_back} back for a second review, {known} are images the "
+        f"dataset already holds and {unreadable} could not be read ({foreign} more name no class of the dataset); "
         f"{counts['open']} item(s) wait in the review queue ({counts['disagreements']} marked as disagreements). "
         "Review more at /review, or lower dataset.reviews.min_new_labels."
     )
@@ -159,16 +205,21 @@ def _too_few(new: int, agreed: int, sent_back: int, known: int, queue: ReviewQue
 
 def _stage(
     accepted: list[AgreedItem], manifest: pd.DataFrame, split: str, folder: Path
-) -> tuple[list[Staged], list[str]]:
-    """Read each new image from central storage into ``folder``, checked; images the dataset already
-    holds (same content) are left out and named."""
+) -> tuple[list[Staged], list[str], dict[str, str]]:
+    """Read each new image from central storage into ``folder``, checked. Returns the staged images, the
+    items whose image the dataset already holds (same content), and unreadable items with the reason."""
     present = set(manifest["sha256"]) if "sha256" in manifest else set()
-    staged, known = [], []
+    staged, known, unreadable = [], [], {}
     for agreed in (a for a in accepted if a.item.dataset_path is None):
         if agreed.item.sha256 in present:
             known.append(agreed.item.item_id)
             continue
-        content = _read_image(agreed.item.image_uri, agreed.item.sha256)
+        try:
+            content = _read_image(agreed.item.image_uri, agreed.item.sha256)
+        except UnreadableReviewImage as error:
+            logger.warning("Reviewed image of %s set aside: %s", agreed.item.item_id, error)
+            unreadable[agreed.item.item_id] = str(error)
+            continue
         suffix = SUFFIXES.get(Image.open(io.BytesIO(content)).format or "", ".png")
         relative = f"{split}/{agreed.label}/{agreed.item.sha256[:24]}{suffix}"
         target = folder / relative
@@ -176,7 +227,11 @@ def _stage(
         target.write_bytes(content)
         present.add(agreed.item.sha256)
         staged.append(Staged(agreed, relative, target))
-    return staged, known
+    return staged, known, unreadable
+
+
+class UnreadableReviewImage(Exception):
+    """A reviewed image is gone from central storage, changed, or not an image."""
 
 
 def _read_image(uri: str, sha256: str) -> bytes:
@@ -184,26 +239,34 @@ def _read_image(uri: str, sha256: str) -> bytes:
         with fsspec.open(uri, "rb") as handle:
             content: bytes = handle.read()
     except OSError as error:
-        raise ReviewsRefused(f"the reviewed image {uri} cannot be read from central storage: {error}") from None
+        raise UnreadableReviewImage(f"{uri} cannot be read from central storage: {error}") from None
     if hashlib.sha256(content).hexdigest() != sha256:
-        raise ReviewsRefused(f"the reviewed image {uri} does not match its sha256 {sha256[:12]}…; it was changed")
+        raise UnreadableReviewImage(f"{uri} does not match its sha256 {sha256[:12]}…; it was changed")
     try:
         Image.open(io.BytesIO(content)).verify()
     except Exception as error:  # Pillow raises many kinds for a broken file
-        raise ReviewsRefused(f"the reviewed image {uri} is not a readable image: {error}") from None
+        raise UnreadableReviewImage(f"{uri} is not a readable image: {error}") from None
     return content
 
 
 def _validate(
-    config: DatasetConfig, manifest: pd.DataFrame, staged: list[Staged], cache_dir: Path, workdir: Path, seed: int
+    config: DatasetConfig,
+    manifest: pd.DataFrame,
+    staged: list[Staged],
+    record: dict[str, Any],
+    cache_dir: Path,
+    workdir: Path,
+    seed: int,
 ) -> None:
-    """The training data validation on the revision-to-be: the base's rows plus the staged images."""
+    """The training data validation on the revision-to-be, as training will read it: the base's training
+    rows (earlier reviewed images included) relabelled as reviewed, plus the staged images, against the test split."""
     if not config.validation.enabled:
         logger.warning("Data validation is disabled (dataset.validation.enabled: false); adding reviews unchecked")
         return
     data_dir = config.path / repository.DATA_DIR
     used = pd.concat(
         [select_split(manifest, s, config.limit_per_split, seed) for s in (config.train_split, config.test_split)]
+        + [reviewed_rows(manifest, config)]
     ).reset_index(drop=True)
     cached = cache_dir / "properties" / f"{manifest_hash(used)}.parquet"
     if cached.exists():
@@ -212,6 +275,8 @@ def _validate(
         table = properties_table(data_dir, used)
         cached.parent.mkdir(parents=True, exist_ok=True)
         table.to_parquet(cached, index=False)
+    for entry in (e for e in record["items"] if e["action"] == "relabelled"):
+        table.loc[table["path"] == entry["previous_path"], "label"] = entry["label"]
     new = pd.DataFrame(
         [
             {"path": s.relative_path, "split": config.train_split, "label": s.agreed.label, **file_properties(s.file)}
@@ -220,12 +285,13 @@ def _validate(
     )
     train = pd.concat([table[table["split"] == config.train_split], new], ignore_index=True)
     test = table[table["split"] == config.test_split]
-    outcome = validation.validate_dataset(train, test, config.validation, workdir / "data_validation", seed)
+    reports = workdir / "data_validation"
+    outcome = validation.validate_dataset(train, test, config.validation, reports, seed)
     if outcome.failures and config.validation.stop_on_failure:
         listed = "\n".join(f"  - {failure}" for failure in outcome.failures)
         raise ReviewsRefused(
             f"the revision with {len(staged)} reviewed image(s) fails data validation; the repository is unchanged:\n"
-            f"{listed}\nReports: {workdir / 'data_validation'}"
+            f"{listed}\nReports: {reports}"
         )
 
 
@@ -234,21 +300,27 @@ def _provenance(
     base_tag: str,
     base_commit: str,
     staged: list[Staged],
-    relabels: list[AgreedItem],
+    accepted: list[AgreedItem],
     manifest: pd.DataFrame,
     doubted: list[DoubtedLabel],
     known: list[str],
+    unreadable: dict[str, str],
 ) -> dict[str, Any]:
+    """What the revision adds and changes, per image, and what was left out and why."""
     items = [_provenance_item(s.agreed, s.relative_path, "added", None) for s in staged]
     labels = dict(zip(manifest["path"], manifest["label"], strict=True))
-    for agreed in relabels:
+    taken = set(manifest["path"])
+    for agreed in (a for a in accepted if a.item.dataset_path is not None):
         path = str(agreed.item.dataset_path)
         current = labels.get(path)
-        if current is None:
-            logger.warning("%s is no longer in the dataset; its review is recorded, nothing moved", path)
-            continue
-        action = "confirmed" if current == agreed.label else "relabelled"
-        items.append(_provenance_item(agreed, _relabelled_path(path, agreed.label), action, current))
+        if current is None:  # moved or removed by a later revision: recorded, nothing moved
+            items.append(_provenance_item(agreed, path, "missing", None))
+        elif current == agreed.label:
+            items.append(_provenance_item(agreed, path, "confirmed", current))
+        else:
+            target = _relabelled_path(path, agreed.label, agreed.item.sha256, taken)
+            taken.add(target)
+            items.append(_provenance_item(agreed, target, "relabelled", current))
     return {
         "revision": tag,
         "base_revision": base_tag,
@@ -258,6 +330,7 @@ def _provenance(
         "items": items,
         "sent_back_for_second_review": [d.item_id for d in doubted],
         "already_in_dataset": known,
+        "unreadable": unreadable,
     }
 
 
@@ -281,9 +354,15 @@ def _provenance_item(agreed: AgreedItem, path: str, action: str, previous: str |
     }
 
 
-def _relabelled_path(path: str, label: str) -> str:
+def _relabelled_path(path: str, label: str, sha256: str, taken: set[str]) -> str:
+    """The image in its new class's folder under its own name, or under its content hash when another image
+    there has that name (a rename never replaces a file)."""
     split, _, name = path.split("/", 2)
-    return f"{split}/{label}/{name.rsplit('/', 1)[-1]}"
+    file_name = name.rsplit("/", 1)[-1]
+    target = f"{split}/{label}/{file_name}"
+    if target in taken:
+        target = f"{split}/{label}/{sha256[:24]}{Path(file_name).suffix}"
+    return target
 
 
 def _write_revision(
@@ -318,10 +397,10 @@ def _write_revision(
             repo, "commit", "--quiet", "-m", f"Dataset {tag}: {added} reviewed images from {record['base_revision']}"
         )
         repository.run_git(repo, "tag", "-a", tag, "-m", f"{tag}: reviews since {record['base_revision']}")
+        _publish(repo, tag)
     except BaseException:
         _put_back(repo, base_commit, tag, written, moved, manifest_file, original_manifest, provenance_file)
         raise
-    _push(repo)
     return repository.run_git(repo, "rev-parse", "HEAD").strip()
 
 
@@ -371,11 +450,15 @@ def _put_back(
     repository.run_dvc(repo, "checkout", "--force", "--quiet")
 
 
-def _push(repo: Path) -> None:
-    """Send the new data to the DVC remote, so workers on other hosts can check the revision out."""
-    if not repository.run_dvc(repo, "remote", "list").strip():
-        return
+def _publish(repo: Path, tag: str) -> None:
+    """The data to the DVC remote, then the tag (and the commit it names) to the git remote ``origin``: only
+    a revision every worker can check out counts as made, so a failure here undoes it."""
     try:
-        repository.run_dvc(repo, "push", "--quiet")
-    except Exception as error:  # the revision stands; the push can be repeated by hand
-        logger.warning("dvc push failed (%s); run `dvc push` in %s", error, repo)
+        if repository.run_dvc(repo, "remote", "list").strip():
+            repository.run_dvc(repo, "push", "--quiet")
+        if "origin" in repository.run_git(repo, "remote").split():
+            repository.run_git(repo, "push", "--quiet", "origin", f"refs/tags/{tag}")
+    except subprocess.CalledProcessError as error:
+        raise DatasetRevisionError(
+            f"revision {tag} could not be published, so it was undone and the reviews stay agreed: {error.stderr}"
+        ) from None

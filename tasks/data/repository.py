@@ -7,6 +7,7 @@ same tools a user runs by hand on the repository.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import subprocess
@@ -85,6 +86,11 @@ PROVENANCE_DIR = "provenance"  # one JSON file per revision made from reviews, c
 def latest_tag(repo: Path) -> str:
     """The tag on the newest tagged commit (``revision: latest``): the last revision made, by history."""
     ensure_repository(repo)
+    if "origin" in run_git(repo, "remote").split():  # a clone learns of revisions tagged since it was made
+        try:
+            run_git(repo, "fetch", "--quiet", "--tags", "origin")
+        except subprocess.CalledProcessError as error:
+            logger.warning("Could not fetch tags from %s's origin (%s); newest known tag used", repo, error.stderr)
     newest = run_git(repo, "rev-list", "--tags", "--topo-order", "--max-count=1").strip()
     tags = run_git(repo, "tag", "--points-at", newest, "--sort=-creatordate").split() if newest else []
     if not tags:
@@ -92,10 +98,18 @@ def latest_tag(repo: Path) -> str:
     return tags[0]
 
 
+def current_checkout(repo: Path) -> str:
+    """The branch checked out, or the commit when HEAD is detached: what to return to."""
+    try:
+        return run_git(repo, "symbolic-ref", "--quiet", "--short", "HEAD").strip()
+    except subprocess.CalledProcessError:
+        return run_git(repo, "rev-parse", "HEAD").strip()
+
+
 def read_provenance(repo: Path, commit: str) -> list[dict[str, object]]:
     """Every revision-from-reviews record at ``commit``, oldest first."""
     names = run_git(repo, "ls-tree", "--name-only", commit, PROVENANCE_DIR + "/").split()
-    records = [yaml.safe_load(run_git(repo, "show", f"{commit}:{name}")) for name in names if name.endswith(".json")]
+    records = [json.loads(run_git(repo, "show", f"{commit}:{name}")) for name in names if name.endswith(".json")]
     return sorted(records, key=lambda record: str(record.get("created_at", "")))
 
 

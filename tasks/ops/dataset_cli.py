@@ -9,8 +9,6 @@ The add-reviews Prefect deployment runs the same job (flows/add_reviews_flow.py)
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -34,6 +32,7 @@ def add_reviews(
     """Agreed reviews since the newest revision become a new revision (screened, validated, DVC-committed, tagged)."""
     from tasks.core.review_queue import ReviewQueue
     from tasks.data.from_reviews import add_reviews as add
+    from tasks.data.from_reviews import review_workdir
 
     settings, loaded = context(config)
     dataset = loaded.dataset
@@ -42,8 +41,8 @@ def add_reviews(
             update={"reviews": dataset.reviews.model_copy(update={"min_new_labels": min_labels})}
         )
     try:
-        with tempfile.TemporaryDirectory(prefix="add-reviews-") as folder:
-            made = add(dataset, ReviewQueue.at(settings.prediction_database_url), settings.cache_dir, Path(folder))
+        queue = ReviewQueue.at(settings.prediction_database_url)
+        made = add(dataset, queue, settings.cache_dir, review_workdir(settings.state_dir))
     except MlopsError as error:
         raise fail(error, 1) from None
     if as_json:

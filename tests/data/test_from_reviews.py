@@ -15,7 +15,7 @@ from sqlalchemy import insert
 from configs.schema import DatasetConfig
 from tasks.core.errors import ReviewsRefused
 from tasks.core.prediction_log import predictions
-from tasks.core.review_queue import ReviewQueue
+from tasks.core.review_queue import DoubtedLabel, ReviewQueue
 from tasks.data import repository
 from tasks.data.dataset import read_manifest, resolve_dataset
 from tasks.data.demo import CLASS_NAMES, load_source, png_bytes
@@ -101,23 +101,16 @@ def test_agreed_reviews_become_a_tagged_revision_with_provenance(setting: tuple,
     repo = config.path
     assert made.tag == "v2.0-reviews-1" and made.base_revision == "v2.0" and made.added == 28
     assert made.sent_back == 2  # doubted, back in the queue for a second opinion, not in the revision
-    assert {i.item_id for i in map(queue.get, ["p-5001", "p-5002"])} and queue.get("p-5001").status == "open"
+    assert [queue.get(i).status for i in ("p-5001", "p-5002", "p-5003")] == ["open", "open", "added"]
     assert repository.latest_tag(repo) == made.tag and repository.resolve_revision(repo, made.tag) == made.commit
     assert repository.working_copy_state(repo).differs_from(made.commit) is False  # committed, data in the DVC file
     manifest = read_manifest(repo / "data")
-    reviewed = manifest[manifest["split"] == "reviewed"]
+    reviewed = manifest[manifest["split"] == "reviewed"].set_index("sha256")
     assert len(reviewed) == 28 and all((repo / "data" / p).is_file() for p in reviewed["path"])
-    assert all(
-        truths[f"p-{i}"] == label
-        for i, label in [
-            (
-                5000,
-                reviewed[
-                    reviewed["path"].str.contains(hashlib.sha256(png_bytes(releases["test"][0][5000])).hexdigest()[:24])
-                ]["label"].item(),
-            )
-        ]
-    )
+    for index in (5000, 5003, 5029):  # each image in its reviewed class's folder
+        digest = hashlib.sha256(png_bytes(releases["test"][0][index])).hexdigest()
+        assert reviewed.loc[digest, "label"] == truths[f"p-{index}"]
+        assert reviewed.loc[digest, "path"].startswith(f"reviewed/{truths[f'p-{index}']}/")
     record = json.loads(repository.run_git(repo, "show", f"{made.tag}:{made.provenance_file}"))
     first = record["items"][0]
     assert first["reviewers"] == ["ana"] and first["model_version"] == "1" and first["prediction_id"].startswith("p-")
@@ -126,6 +119,8 @@ def test_agreed_reviews_become_a_tagged_revision_with_provenance(setting: tuple,
     ref = resolve_dataset(config)  # revision: latest names it, with its provenance
     assert (ref.revision, ref.commit, ref.provenance[0]["revision"]) == (made.tag, made.commit, made.tag)
     assert next_tag(repo, made.tag) == "v2.0-reviews-2"
+    registry = Path(repository.run_git(repo, "remote", "get-url", "origin").strip())
+    assert made.tag in repository.list_tags(registry)  # published: other hosts fetch it
 
 
 def test_too_few_agreed_labels_are_refused_and_the_repository_stays_as_it_was(setting: tuple, tmp_path: Path) -> None:
@@ -144,6 +139,57 @@ def test_too_few_agreed_labels_are_refused_and_the_repository_stays_as_it_was(se
     ):
         add_reviews(config, queue, tmp_path / "cache", tmp_path / "work")
     assert snapshot(config.path) == before and queue.counts()["agreed"] == 6  # nothing lost either
+
+
+def test_a_refusal_puts_back_an_older_revision_that_was_checked_out(setting: tuple, tmp_path: Path) -> None:
+    config, queue, storage, releases = setting
+    truths = dict(
+        zip(
+            [f"p-{i}" for i in range(5000, 5004)],
+            serve(queue, storage, releases["test"], range(5000, 5004)),
+            strict=True,
+        )
+    )
+    review_all(queue, truths)
+    repository.checkout_revision(config.path, repository.resolve_revision(config.path, "v1.0"))
+    before = snapshot(config.path)
+    with pytest.raises(ReviewsRefused, match="only 4 agreed new label"):
+        add_reviews(config, queue, tmp_path / "cache", tmp_path / "work")
+    assert snapshot(config.path) == before  # v1.0 and its 100 training images, as it was
+
+
+def test_two_reviewers_relabel_a_training_image_label_screening_doubted(setting: tuple, tmp_path: Path) -> None:
+    config, queue, storage, _ = setting
+    config = config.model_copy(update={"reviews": config.reviews.model_copy(update={"min_new_labels": 1})})
+    repo = config.path
+    manifest = read_manifest(repo / "data")
+    row = manifest[(manifest["split"] == "train") & (manifest["label"] == "shirt")].iloc[0]
+    content = (repo / "data" / row["path"]).read_bytes()
+    (storage / row["sha256"]).write_bytes(content)
+    doubted = DoubtedLabel(
+        f"dataset:{row['sha256']}",
+        "shirt",
+        "coat",
+        row["sha256"],
+        str(storage / row["sha256"]),
+        dataset_path=row["path"],
+    )
+    assert queue.send_back([doubted]) == 1
+    for reviewer in ("ana", "ben"):
+        item = queue.next_for(reviewer)
+        assert item is not None and item.given_label == "shirt" and item.reviews_needed == 2
+        queue.record(item.item_id, "coat", reviewer)
+
+    made = add_reviews(config, queue, tmp_path / "cache", tmp_path / "work")
+
+    assert (made.added, made.relabelled) == (0, 1)
+    moved = f"train/coat/{row['path'].rsplit('/', 1)[-1]}"
+    assert not (repo / "data" / row["path"]).exists() and (repo / "data" / moved).read_bytes() == content
+    after = read_manifest(repo / "data").set_index("sha256")
+    assert (after.loc[row["sha256"], "path"], after.loc[row["sha256"], "label"]) == (moved, "coat")
+    record = json.loads(repository.run_git(repo, "show", f"{made.tag}:{made.provenance_file}"))
+    entry = record["items"][0]
+    assert (entry["action"], entry["previous_label"], entry["reviewers"]) == ("relabelled", "shirt", ["ana", "ben"])
 
 
 def test_a_revision_failing_data_validation_is_refused_and_the_repository_stays_as_it_was(

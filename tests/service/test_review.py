@@ -107,3 +107,20 @@ def test_images_are_kept_only_for_review_when_asked(
     with TestClient(create_app(Settings())) as client:
         serve(client, sample_images[:3], service_env)
     assert [uri for (uri,) in db_rows(service_env, "SELECT image_uri FROM predictions")] == [None] * 3
+
+
+def test_an_image_gone_from_storage_is_set_aside_and_the_next_one_served(
+    reviewing: TestClient, sample_images: list[Path], service_env: dict[str, str]
+) -> None:
+    served = serve(reviewing, sample_images[:2], service_env)
+    reviewing.app.state.service.close()  # type: ignore[attr-defined]  # every kept image written
+    uris = dict(db_rows(service_env, "SELECT id, image_uri FROM predictions"))
+    Path(uris[served[0]]).unlink()
+    shown = []
+    while (task := reviewing.get("/review/next", headers=ANA)).status_code == 200:
+        shown.append(task.json()["item_id"])
+        reviewing.post(f"/review/{shown[-1]}", json={"label": "bag"}, headers=ANA)
+    assert task.status_code == 204 and shown == [served[1]]  # never shown, never blocking the queue
+    queue = reviewing.app.state.review_queue  # type: ignore[attr-defined]
+    gone = queue.get(served[0])
+    assert gone.status == "unreadable" and "image unreadable" in gone.reason

@@ -10,31 +10,48 @@ function headers() {
   return { Authorization: `Bearer ${sessionStorage.getItem("reviewer-token")}`, "Content-Type": "application/json" };
 }
 
+async function bodyOf(response) {
+  // Errors from a proxy or a crash may be plain text: show them as they are.
+  const text = await response.text();
+  try { return JSON.parse(text); } catch { return { detail: text || response.statusText }; }
+}
+
+function say(text, kind) {
+  $("message").className = kind;
+  $("message").textContent = text;
+}
+
+function signIn(detail) {
+  sessionStorage.removeItem("reviewer-token");
+  item = null;
+  $("item").hidden = true;
+  $("signin").hidden = false;
+  $("signin-status").className = "error";
+  $("signin-status").textContent = detail;
+}
+
 async function loadNext() {
   const query = skipped.map((id) => `skip=${encodeURIComponent(id)}`).join("&");
   const response = await fetch(`review/next${query ? "?" + query : ""}`, { headers: headers() });
   if (response.status === 401 || response.status === 403) {
-    const body = await response.json();
-    sessionStorage.removeItem("reviewer-token");
-    $("signin").hidden = false;
-    $("item").hidden = true;
-    $("signin-status").className = "error";
-    $("signin-status").textContent = body.detail;
+    signIn((await bodyOf(response)).detail);
     return;
   }
-  $("signin").hidden = true;
   if (response.status === 204) {
+    $("signin").hidden = true;
     item = null;
     $("item").hidden = true;
     $("empty").hidden = false;
+    say("", "muted");
     return;
   }
-  const body = await response.json();
+  const body = await bodyOf(response);
   if (!response.ok) {
-    $("result").className = "error";
-    $("result").textContent = `Could not load the next image (${response.status}): ${body.detail}`;
+    say(`Could not load the next image (${response.status}): ${body.detail}`, "error");
     return;
   }
+  $("signin").hidden = true;
+  say("", "muted");
   show(body);
 }
 
@@ -76,11 +93,16 @@ async function submit(label) {
     const response = await fetch(`review/${encodeURIComponent(item.item_id)}`, {
       method: "POST", headers: headers(), body: JSON.stringify({ label }),
     });
-    const body = await response.json();
-    $("result").className = response.ok ? "ok" : "error";
-    $("result").textContent = response.ok
-      ? `Recorded "${body.label}"${body.disagreement ? " (reviewers disagree on this image)" : ""}.`
-      : `Not recorded (${response.status}): ${body.detail}`;
+    const body = await bodyOf(response);
+    if (response.status === 401 || response.status === 403) {
+      signIn(body.detail);
+      return;
+    }
+    if (response.ok) {
+      say(`Recorded "${body.label}"${body.disagreement ? " (reviewers disagree on this image)" : ""}.`, "ok");
+    } else {
+      say(`Not recorded (${response.status}): ${body.detail}`, "error");
+    }
     if (response.ok || response.status === 409) await loadNext();
   } finally {
     busy = false;
