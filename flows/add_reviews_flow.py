@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from configs.schema import FlowConfig, resolve_config
 from tasks.core.settings import REPO_ROOT, get_settings
-from tasks.data.from_reviews import review_workdir
+from tasks.core.tracking import tracking_run
 from tasks.data.tasks import add_reviews_to_dataset
 
 
@@ -19,6 +19,7 @@ class AddReviewsResult(BaseModel):
     relabelled: int
     sent_back: int
     provenance_file: str
+    run_id: str  # the MLflow run: provenance, doubted labels' thumbnails, validation reports
 
 
 @flow(name="add-reviews")
@@ -26,9 +27,8 @@ def add_reviews_flow(
     config: FlowConfig | None = None, config_file: str = "", overrides: list[str] | None = None
 ) -> AddReviewsResult:
     config = resolve_config(config, config_file, REPO_ROOT, overrides)
-    settings = get_settings()
-    workdir = review_workdir(settings.state_dir)  # kept: a refusal's validation reports are there
-    made = add_reviews_to_dataset(config.dataset, settings.prediction_database_url, settings.cache_dir, workdir)
+    with tracking_run(config, "add-reviews", config_file) as run:  # a refused run keeps its reports folder
+        made = add_reviews_to_dataset(config.dataset, get_settings().prediction_database_url, run)
     return AddReviewsResult(
         revision=made.tag,
         commit=made.commit,
@@ -37,4 +37,5 @@ def add_reviews_flow(
         relabelled=made.relabelled,
         sent_back=made.sent_back,
         provenance_file=made.provenance_file,
+        run_id=run.run_id,
     )

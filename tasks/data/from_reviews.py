@@ -44,7 +44,7 @@ from tasks.data.dataset import (
     reviewed_rows,
     select_split,
 )
-from tasks.data.label_screening import likely_label_errors
+from tasks.data.label_screening import likely_label_errors, thumbnail_sheet
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ def add_reviews(
         agreed, foreign = _known_classes(queue.agreed(), classes)
         accepted, doubted = _screen(agreed, queue, classes) if config.reviews.screening else (agreed, [])
         sent_back = queue.send_back(doubted)
+        _report_doubted(doubted, workdir / "label_screening")
         staged, known, unreadable = _stage(accepted, manifest, config.reviews.split, workdir / "staged")
         for item_id, why in unreadable.items():
             queue.set_aside(item_id, why)
@@ -142,6 +143,25 @@ def _newest_revision_checked_out(config: DatasetConfig) -> Iterator[tuple[str, s
         if state.head_commit != commit:
             repository.checkout_revision(repo, before)
         raise
+
+
+def _report_doubted(doubted: list[DoubtedLabel], folder: Path) -> None:
+    """The labels sent back, as a table and a sheet of thumbnails (logged with the run)."""
+    if not doubted:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([d.__dict__ for d in doubted]).to_csv(folder / "doubted_reviews.csv", index=False)
+    images, captions = [], []
+    for doubt in doubted[:64]:
+        try:
+            with fsspec.open(doubt.image_uri, "rb") as handle:
+                images.append(np.asarray(Image.open(io.BytesIO(handle.read())).convert("L")))
+            captions.append(f"{doubt.label} -> {doubt.suggested_label}")
+        except (OSError, ValueError):
+            continue
+    if images:
+        title = f"{len(doubted)} reviewed labels sent back for a second review (reviewer's label -> model)"
+        thumbnail_sheet(images, captions, folder / "doubted_reviews.png", title=title)
 
 
 def _known_classes(agreed: list[AgreedItem], classes: list[str]) -> tuple[list[AgreedItem], int]:

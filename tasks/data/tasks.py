@@ -99,9 +99,21 @@ def progress_artifact(key: str, description: str) -> Callable[[float], None]:
 
 
 @task(name="add_reviews_to_dataset", cache_policy=NO_CACHE)
-def add_reviews_to_dataset(config: DatasetConfig, database_url: str, cache_dir: Path, workdir: Path) -> NewRevision:
-    """Agreed reviews -> a new tagged revision (tasks/data/from_reviews.py), shown as an artifact in the UI."""
-    made = add_reviews(config, ReviewQueue.at(database_url), cache_dir, workdir)
+def add_reviews_to_dataset(config: DatasetConfig, database_url: str, run: TrackingRun) -> NewRevision:
+    """Agreed reviews -> a new tagged revision (tasks/data/from_reviews.py). The doubted labels' thumbnails,
+    the validation reports and the provenance go to MLflow, also when the revision is refused."""
+    workdir = run.workdir
+    try:
+        made = add_reviews(config, ReviewQueue.at(database_url), run.settings.cache_dir, workdir, 0)
+    finally:
+        for folder in ("label_screening", "data_validation"):
+            for path in sorted((workdir / folder).glob("*")) if (workdir / folder).is_dir() else []:
+                run.log_artifact(path, folder)
+    run.log_artifact(config.path / made.provenance_file, "provenance")
+    run.set_tags(
+        {"dataset.revision": made.tag, "dataset.commit": made.commit, "dataset.base_revision": made.base_revision}
+    )
+    run.log_metrics({"images_added": made.added, "images_relabelled": made.relabelled, "sent_back": made.sent_back})
     create_markdown_artifact(
         key="dataset-revision",
         markdown=(

@@ -94,6 +94,10 @@ def test_reviewed_served_images_become_a_revision_the_next_version_trains_on(
     made = add_reviews_flow(config=tiny_config(tiny_repo, *REVIEWS, config="add_reviews_config.yaml"))
     assert made.revision == "v2.0-reviews-1" and made.added + made.sent_back == len(SERVED) and made.added >= 10
     assert repository.latest_tag(tiny_repo) == made.revision
+    tracked = mlflow.MlflowClient(settings.mlflow_tracking_uri)
+    logged = [a.path for a in tracked.list_artifacts(made.run_id, "provenance")]
+    assert logged == [f"provenance/{made.revision}.json"]
+    assert tracked.get_run(made.run_id).data.tags["dataset.revision"] == made.revision
     manifest = read_manifest(tiny_repo / "data")
     assert (manifest["split"] == "reviewed").sum() == made.added
 

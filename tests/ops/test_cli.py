@@ -242,3 +242,26 @@ def test_serve_answers_predictions_on_the_port_asked_and_stops_on_ctrl_c(
     assert found["prediction"]["label"] == answer.json()["label"] and "sha256sums_digest" in found["provenance"]
     missing = subprocess.run([str(MLOPS), "trace", "no-such-id"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert missing.returncode == 1 and "no prediction 'no-such-id' in the prediction log" in missing.stderr
+
+
+def test_add_reviews_without_enough_labels_says_how_many_and_leaves_the_dataset(
+    state_dir: Path, tiny_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tasks.data.repository import list_tags
+
+    config = tmp_path / "add_reviews.yaml"
+    config.write_text(
+        f"extends: {Path(__file__).parents[2] / 'configs' / 'add_reviews_config.yaml'}\ndataset:\n  path: {tiny_repo}\n"
+    )
+    assert ops(["review", "status", "--json", "--config", str(config)]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "open": 0,
+        "agreed": 0,
+        "added": 0,
+        "unreadable": 0,
+        "disagreements": 0,
+    }
+    assert ops(["dataset", "add-reviews", "--config", str(config), "--min-labels", "5"]) == 1
+    error = capsys.readouterr().err
+    assert "only 0 agreed new label(s) since v2.0; dataset.reviews.min_new_labels is 5" in error
+    assert "Review more at /review" in error and list_tags(tiny_repo) == ["v1.0", "v2.0"]
