@@ -70,13 +70,14 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install data ## benchmarks (after make run): input pipeline, serving vs peers, drift alarm rates, trust, accuracy estimation, promotion gate
+bench: install data ## benchmarks (after make run): input pipeline, serving vs peers, drift alarm rates, trust, accuracy estimation, promotion gate, review queue
 	$(BIN)/python benchmarks/input_pipeline.py
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/monitoring.py
 	$(BIN)/python benchmarks/trust.py
 	$(BIN)/python benchmarks/accuracy_estimation.py
 	$(BIN)/python benchmarks/promotion_gate.py
+	$(BIN)/python benchmarks/flywheel.py
 
 lock: ## rewrite requirements.lock from the current .venv
 	{ head -2 requirements.lock; $(BIN)/pip freeze --all | grep -vE '^(pip|setuptools|wheel)=='; } > requirements.lock.new
