@@ -105,6 +105,8 @@ def test_stack_shape(resolved: dict[str, Any]) -> None:
     # The service and the training worker share no volume with the stack: storage is the object store.
     assert not services["service"].get("volumes") and not services["worker-training"].get("volumes")
     assert services["service"]["environment"]["MLOPS_STORAGE_URL"].startswith("s3://")
+    reviewers = json.loads(services["service"]["environment"]["MLOPS_SERVICE_REVIEWERS"])
+    assert list(reviewers) == ["reviewer"] and len(reviewers["reviewer"]) >= 32  # the page works in production
 
 
 def dockerfile_copies() -> list[tuple[int, str]]:
