@@ -112,6 +112,7 @@ def flow_functions() -> Iterator[tuple[Path, ast.FunctionDef]]:
 
 def test_every_flow_is_found() -> None:
     assert sorted(node.name for _, node in flow_functions()) == [
+        "add_reviews_flow",
         "deploy_flow",
         "eval_flow",
         "full_flow",
