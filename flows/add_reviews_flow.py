@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from prefect import flow
 from pydantic import BaseModel
 
@@ -12,6 +14,8 @@ from tasks.data.tasks import add_reviews_to_dataset
 
 
 class AddReviewsResult(BaseModel):
+    """The new revision (tasks/data/from_reviews.NewRevision, its tag as ``revision``) and its MLflow run."""
+
     revision: str
     commit: str
     base_revision: str
@@ -29,13 +33,5 @@ def add_reviews_flow(
     config = resolve_config(config, config_file, REPO_ROOT, overrides)
     with tracking_run(config, "add-reviews", config_file) as run:  # a refused run keeps its reports folder
         made = add_reviews_to_dataset(config.dataset, get_settings().prediction_database_url, run)
-    return AddReviewsResult(
-        revision=made.tag,
-        commit=made.commit,
-        base_revision=made.base_revision,
-        added=made.added,
-        relabelled=made.relabelled,
-        sent_back=made.sent_back,
-        provenance_file=made.provenance_file,
-        run_id=run.run_id,
-    )
+    fields = asdict(made)
+    return AddReviewsResult(revision=fields.pop("tag"), **fields, run_id=run.run_id)

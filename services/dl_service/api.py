@@ -176,9 +176,14 @@ def _require_admin(settings: Settings, authorization: str | None) -> None:
     token_wanted = settings.service.admin_token
     if not token_wanted:
         raise HTTPException(403, "admin routes are disabled: set MLOPS_SERVICE_ADMIN_TOKEN")
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), token_wanted.encode()):
+    if not bearer_matches(authorization, token_wanted):
         raise HTTPException(401, "missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"})
+
+
+def bearer_matches(authorization: str | None, token_wanted: str) -> bool:
+    """``Authorization: Bearer <token>`` with this token, compared in constant time."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return hmac.compare_digest(token.encode(), token_wanted.encode()) and scheme.lower() == "bearer"
 
 
 @router.get("/health", tags=["operations"])

@@ -6,7 +6,6 @@ so every stored review says who gave it; with no reviewers configured the routes
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import Annotated
 
@@ -16,7 +15,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from services.dl_service import schemas
-from services.dl_service.api import PAGE_HEADERS, STATIC
+from services.dl_service.api import PAGE_HEADERS, STATIC, bearer_matches
 from services.dl_service.images import ImageRejected, decode_checked, open_checked
 from services.dl_service.model import ModelManager, ModelUnavailable
 from services.dl_service.service import explain_as_pngs
@@ -34,10 +33,9 @@ async def reviewer_of(request: Request, authorization: Annotated[str | None, Hea
     reviewers = settings.service.reviewers
     if not reviewers:
         raise HTTPException(403, "review is disabled: set MLOPS_SERVICE_REVIEWERS (reviewer name -> token)")
-    scheme, _, token = (authorization or "").partition(" ")
     found = None
-    for name, wanted in reviewers.items():
-        if hmac.compare_digest(token.encode(), wanted.encode()) and scheme.lower() == "bearer":
+    for name, wanted in reviewers.items():  # every token tried: the time taken says nothing of which matched
+        if bearer_matches(authorization, wanted):
             found = name
     if found is None:
         raise HTTPException(401, "missing or unknown reviewer token", headers={"WWW-Authenticate": "Bearer"})

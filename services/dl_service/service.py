@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 import cv2
-import fsspec
 import numpy as np
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
@@ -30,6 +29,7 @@ from services.dl_service.store import LogUnavailable, PredictionLog, utc_now
 from tasks.core.preprocessing import InputSpec
 from tasks.core.review_queue import is_uncertain
 from tasks.core.settings import ServiceSettings
+from tasks.core.storage import image_url, write_image_once
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class PredictionService:
 
     def _store_image(self, checked: CheckedImage) -> str:
         """Keep the upload by content hash in central storage; written off the request path."""
-        uri = f"{self.storage_url.rstrip('/')}/images/{checked.sha256[:2]}/{checked.sha256}"
+        uri = image_url(self.storage_url, checked.sha256)
         with self._unwritten_lock:
             self._unwritten += 1
         self._image_writer.submit(self._write_image, uri, checked.content)
@@ -195,7 +195,9 @@ class PredictionService:
 
     def _write_image(self, uri: str, content: bytes) -> None:
         try:
-            _write_once(uri, content)
+            write_image_once(uri, content)
+        except OSError:
+            logger.exception("Could not store image %s", uri)
         finally:
             with self._unwritten_lock:
                 self._unwritten -= 1
@@ -208,16 +210,6 @@ def _naming(index: int) -> Iterator[None]:
         yield
     except ImageRejected as error:
         raise error.at(index) from None
-
-
-def _write_once(uri: str, content: bytes) -> None:
-    try:
-        fs, path = fsspec.core.url_to_fs(uri)
-        if not fs.exists(path):
-            fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            fs.pipe_file(path, content)
-    except OSError:
-        logger.exception("Could not store image %s", uri)
 
 
 def _rounded(values: np.ndarray) -> list[float]:

@@ -264,3 +264,16 @@ def list_versions(storage_url: str, name: str) -> list[str]:
     folders = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)]
     published = [v for v in folders if VERSION_PATTERN.fullmatch(v) and fs.exists(f"{root}/{v}/{CHECKSUMS}")]
     return sorted(published, key=lambda v: (len(v), v))
+
+
+def image_url(storage_url: str, sha256: str) -> str:
+    """Where central storage keeps an image by its content hash (served images, doubted training images)."""
+    return f"{storage_url.rstrip('/')}/images/{sha256[:2]}/{sha256}"
+
+
+def write_image_once(url: str, content: bytes) -> None:
+    """Store an image at ``url`` unless it is there already (same URL, same content: it never changes)."""
+    fs, path = fsspec.core.url_to_fs(url)
+    if not fs.exists(path):
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        fs.pipe_file(path, content)

@@ -44,7 +44,7 @@ class DatasetRef:
 def resolve_dataset(config: DatasetConfig) -> DatasetRef:
     """Resolve the configured revision and make the working copy match it (or refuse)."""
     repo = config.path
-    revision = repository.latest_tag(repo) if config.revision == repository.LATEST else config.revision
+    revision = repository.named_revision(repo, config.revision)
     commit = repository.resolve_revision(repo, revision)
     state = repository.working_copy_state(repo)
     modified = False
@@ -115,6 +115,20 @@ def manifest_hash(manifest: pd.DataFrame) -> str:
     """A hash of exactly the rows used, to key caches and to record in the model's metadata."""
     text = manifest.sort_values("path").to_csv(index=False)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def properties_cache(cache_dir: Path, rows: pd.DataFrame) -> Path:
+    """Where the property table of exactly these rows is kept (keyed by their hash)."""
+    return cache_dir / "properties" / f"{manifest_hash(rows)}.parquet"
+
+
+def cached_properties(data_dir: Path, rows: pd.DataFrame, cache_dir: Path, advance: Advance | None = None) -> Path:
+    """The property table of ``rows``, measured only when the cache does not hold it yet."""
+    cached = properties_cache(cache_dir, rows)
+    if not cached.exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        properties_table(data_dir, rows.reset_index(drop=True), advance).to_parquet(cached, index=False)
+    return cached
 
 
 def properties_table(data_dir: Path, manifest: pd.DataFrame, advance: Advance | None = None) -> pd.DataFrame:

@@ -37,9 +37,8 @@ from tasks.core.image_properties import file_properties
 from tasks.core.review_queue import AgreedItem, DoubtedLabel, ReviewQueue
 from tasks.data import repository, validation
 from tasks.data.dataset import (
+    cached_properties,
     class_names,
-    manifest_hash,
-    properties_table,
     read_manifest,
     reviewed_rows,
     select_split,
@@ -235,12 +234,12 @@ def _stage(
             known.append(agreed.item.item_id)
             continue
         try:
-            content = _read_image(agreed.item.image_uri, agreed.item.sha256)
+            content, image_format = _read_image(agreed.item.image_uri, agreed.item.sha256)
         except UnreadableReviewImage as error:
             logger.warning("Reviewed image of %s set aside: %s", agreed.item.item_id, error)
             unreadable[agreed.item.item_id] = str(error)
             continue
-        suffix = SUFFIXES.get(Image.open(io.BytesIO(content)).format or "", ".png")
+        suffix = SUFFIXES.get(image_format, ".png")
         relative = f"{split}/{agreed.label}/{agreed.item.sha256[:24]}{suffix}"
         target = folder / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -254,7 +253,8 @@ class UnreadableReviewImage(Exception):
     """A reviewed image is gone from central storage, changed, or not an image."""
 
 
-def _read_image(uri: str, sha256: str) -> bytes:
+def _read_image(uri: str, sha256: str) -> tuple[bytes, str]:
+    """The image's bytes, checked against its hash and as an image, and its format (PNG, JPEG, ...)."""
     try:
         with fsspec.open(uri, "rb") as handle:
             content: bytes = handle.read()
@@ -263,10 +263,11 @@ def _read_image(uri: str, sha256: str) -> bytes:
     if hashlib.sha256(content).hexdigest() != sha256:
         raise UnreadableReviewImage(f"{uri} does not match its sha256 {sha256[:12]}…; it was changed")
     try:
-        Image.open(io.BytesIO(content)).verify()
+        image = Image.open(io.BytesIO(content))
+        image.verify()
     except Exception as error:  # Pillow raises many kinds for a broken file
         raise UnreadableReviewImage(f"{uri} is not a readable image: {error}") from None
-    return content
+    return content, image.format or ""
 
 
 def _validate(
@@ -288,13 +289,7 @@ def _validate(
         [select_split(manifest, s, config.limit_per_split, seed) for s in (config.train_split, config.test_split)]
         + [reviewed_rows(manifest, config)]
     ).reset_index(drop=True)
-    cached = cache_dir / "properties" / f"{manifest_hash(used)}.parquet"
-    if cached.exists():
-        table = pd.read_parquet(cached)
-    else:
-        table = properties_table(data_dir, used)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        table.to_parquet(cached, index=False)
+    table = pd.read_parquet(cached_properties(data_dir, used, cache_dir))
     for entry in (e for e in record["items"] if e["action"] == "relabelled"):
         table.loc[table["path"] == entry["previous_path"], "label"] = entry["label"]
     new = pd.DataFrame(

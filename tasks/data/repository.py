@@ -98,6 +98,11 @@ def latest_tag(repo: Path) -> str:
     return tags[0]
 
 
+def named_revision(repo: Path, revision: str) -> str:
+    """The tag ``latest`` stands for, or ``revision`` itself: what a run records as its revision."""
+    return latest_tag(repo) if revision == LATEST else revision
+
+
 def current_checkout(repo: Path) -> str:
     """The branch checked out, or the commit when HEAD is detached: what to return to."""
     try:
@@ -120,8 +125,7 @@ def resolve_revision(repo: Path, revision: str) -> str:
     not know yet, so a worker on another host sees revisions tagged after it cloned.
     """
     ensure_repository(repo)
-    if revision == LATEST:
-        revision = latest_tag(repo)
+    revision = named_revision(repo, revision)
     try:
         return _rev_parse(repo, revision)
     except subprocess.CalledProcessError:

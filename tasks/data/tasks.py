@@ -18,7 +18,15 @@ from tasks.core.progress import progress
 from tasks.core.review_queue import ReviewQueue
 from tasks.core.tracking import TrackingRun
 from tasks.data import validation
-from tasks.data.dataset import DatasetRef, manifest_hash, properties_table, read_manifest, reviewed_rows, select_split
+from tasks.data.dataset import (
+    DatasetRef,
+    cached_properties,
+    manifest_hash,
+    properties_cache,
+    read_manifest,
+    reviewed_rows,
+    select_split,
+)
 from tasks.data.dataset import resolve_dataset as resolve_dataset_revision
 from tasks.data.from_reviews import NewRevision, add_reviews
 
@@ -49,16 +57,14 @@ def build_property_table(ref: DatasetRef, config: DatasetConfig, seed: int, run:
     used = pd.concat(
         [select_split(manifest, s, config.limit_per_split, seed) for s in splits] + [reviewed_rows(manifest, config)]
     )
-    rows_hash = manifest_hash(used)
-    cached = run.settings.cache_dir / "properties" / f"{rows_hash}.parquet"
+    cached = properties_cache(run.settings.cache_dir, used)
     if not cached.exists():
         started = time.perf_counter()
-        cached.parent.mkdir(parents=True, exist_ok=True)
         report = progress_artifact("property-table", f"Image properties of {len(used):,} images")
         with progress(len(used), "Measuring image properties", report=report) as advance:
-            properties_table(ref.data_dir, used.reset_index(drop=True), advance).to_parquet(cached, index=False)
+            cached_properties(ref.data_dir, used, run.settings.cache_dir, advance)
         get_run_logger().info("Measured %d images in %.1f s", len(used), time.perf_counter() - started)
-    run.set_tags({"dataset.rows_hash": rows_hash})
+    run.set_tags({"dataset.rows_hash": manifest_hash(used)})
     run.log_params({f"dataset.rows.{s}": str((used["split"] == s).sum()) for s in splits})
     run.log_params({"dataset.rows.reviewed": str(used["path"].str.startswith(config.reviews.split + "/").sum())})
     return cached

@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import fsspec
 import keras
 import numpy as np
 import pandas as pd
@@ -21,6 +20,7 @@ from PIL import Image
 
 from tasks.core.preprocessing import InputSpec
 from tasks.core.review_queue import DoubtedLabel, ReviewQueue
+from tasks.core.storage import image_url, write_image_once
 from tasks.data.label_screening import likely_label_errors, thumbnail_sheet
 from tasks.data.pipeline import labelled_batches
 
@@ -77,10 +77,7 @@ def queue_for_review(report: ScreeningReport, data_dir: Path, storage_url: str, 
     for row in report.suspects.head(QUEUED_AT_MOST).itertuples():
         content = (data_dir / row.path).read_bytes()
         digest = hashlib.sha256(content).hexdigest()
-        uri = f"{storage_url.rstrip('/')}/images/{digest[:2]}/{digest}"
-        fs, path = fsspec.core.url_to_fs(uri)
-        if not fs.exists(path):
-            fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            fs.pipe_file(path, content)
+        uri = image_url(storage_url, digest)
+        write_image_once(uri, content)
         doubted.append(DoubtedLabel(f"dataset:{digest}", row.label, row.suggested, digest, uri, dataset_path=row.path))
     return queue.send_back(doubted)

@@ -26,11 +26,11 @@ CLASSES = sorted(CLASS_NAMES)
 
 def serve(
     queue: ReviewQueue, storage: Path, release: tuple[np.ndarray, np.ndarray], indices: Iterable[int]
-) -> list[str]:
+) -> dict[str, str]:
     """Log predictions of these images as the service does (image kept in storage, model fairly sure of the
-    true class), queue them all; the true labels, in order."""
+    true class), queue them all; the true label of each prediction id (``p-<index>``)."""
     images, labels = release
-    rows, truths = [], []
+    rows, truths = [], {}
     for index in indices:
         content = png_bytes(images[index])
         digest = hashlib.sha256(content).hexdigest()
@@ -53,7 +53,7 @@ def serve(
                 "image_uri": str(storage / digest),
             }
         )
-        truths.append(truth)
+        truths[f"p-{index}"] = truth
     with queue.engine.begin() as connection:
         connection.execute(insert(predictions), rows)
     assert queue.refill(batch=len(rows)) == len(rows)
@@ -92,8 +92,7 @@ def setting(tiny_repo: Path, tmp_path: Path, fashion_source: Path) -> tuple[Data
 
 def test_agreed_reviews_become_a_tagged_revision_with_provenance(setting: tuple, tmp_path: Path) -> None:
     config, queue, storage, releases = setting
-    ids = [f"p-{i}" for i in range(5000, 5030)]
-    truths = dict(zip(ids, serve(queue, storage, releases["test"], range(5000, 5030)), strict=True))
+    truths = serve(queue, storage, releases["test"], range(5000, 5030))
     review_all(queue, truths, wrong={"p-5001", "p-5002"})  # two slips label screening should catch
 
     made = add_reviews(config, queue, tmp_path / "cache", tmp_path / "work")
@@ -125,13 +124,7 @@ def test_agreed_reviews_become_a_tagged_revision_with_provenance(setting: tuple,
 
 def test_too_few_agreed_labels_are_refused_and_the_repository_stays_as_it_was(setting: tuple, tmp_path: Path) -> None:
     config, queue, storage, releases = setting
-    truths = dict(
-        zip(
-            [f"p-{i}" for i in range(5000, 5006)],
-            serve(queue, storage, releases["test"], range(5000, 5006)),
-            strict=True,
-        )
-    )
+    truths = serve(queue, storage, releases["test"], range(5000, 5006))
     review_all(queue, truths)
     before = snapshot(config.path)
     with pytest.raises(
@@ -143,13 +136,7 @@ def test_too_few_agreed_labels_are_refused_and_the_repository_stays_as_it_was(se
 
 def test_a_refusal_puts_back_an_older_revision_that_was_checked_out(setting: tuple, tmp_path: Path) -> None:
     config, queue, storage, releases = setting
-    truths = dict(
-        zip(
-            [f"p-{i}" for i in range(5000, 5004)],
-            serve(queue, storage, releases["test"], range(5000, 5004)),
-            strict=True,
-        )
-    )
+    truths = serve(queue, storage, releases["test"], range(5000, 5004))
     review_all(queue, truths)
     repository.checkout_revision(config.path, repository.resolve_revision(config.path, "v1.0"))
     before = snapshot(config.path)
@@ -199,7 +186,7 @@ def test_a_revision_failing_data_validation_is_refused_and_the_repository_stays_
     config = config.model_copy(update={"validation": type(config.validation)()})  # the shipped conditions
     # Forty reviewed bags: the training label mix would drift far from the test split's.
     bags = [int(i) for i in np.flatnonzero(releases["test"][1] == CLASS_NAMES.index("bag")) if i >= 5000][:40]
-    truths = dict(zip([f"p-{i}" for i in bags], serve(queue, storage, releases["test"], bags), strict=True))
+    truths = serve(queue, storage, releases["test"], bags)
     review_all(queue, truths)
     before = snapshot(config.path)
     with pytest.raises(ReviewsRefused, match="fails data validation; the repository is unchanged") as refused:
@@ -210,13 +197,7 @@ def test_a_revision_failing_data_validation_is_refused_and_the_repository_stays_
 
 def test_a_working_copy_with_changes_is_refused_untouched(setting: tuple, tmp_path: Path) -> None:
     config, queue, storage, releases = setting
-    truths = dict(
-        zip(
-            [f"p-{i}" for i in range(5000, 5012)],
-            serve(queue, storage, releases["test"], range(5000, 5012)),
-            strict=True,
-        )
-    )
+    truths = serve(queue, storage, releases["test"], range(5000, 5012))
     review_all(queue, truths)
     (config.path / "notes.txt").write_text("work in progress\n")
     before = snapshot(config.path)

@@ -102,6 +102,7 @@ def test_a_review_names_a_class_of_the_model(
 def test_images_are_kept_only_for_review_when_asked(
     service_env: dict[str, str], sample_images: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("MLOPS_SERVICE_REVIEWERS", REVIEWERS)  # reviewing is on: the two settings decide
     monkeypatch.setenv("MLOPS_SERVICE_REVIEW_SAMPLE", "0")
     monkeypatch.setenv("MLOPS_SERVICE_REVIEW_UNCERTAIN", "false")
     with TestClient(create_app(Settings())) as client:
