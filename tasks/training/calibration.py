@@ -120,16 +120,31 @@ def fit_trust(
     training = table[table["split"] == config.dataset.train_split]
     sample = training.sample(n=min(trust.feature_rows, len(training)), random_state=seed).sort_index()
     train_features, train_labels = features_of(extractor, data_dir, sample, class_names, spec)
-    means = np.stack([train_features[train_labels == c].mean(axis=0) for c in range(len(class_names))])
-    centred = train_features - means[train_labels]
-    precision = LedoitWolf().fit(centred).precision_  # shrinkage: a stable inverse even with few rows
 
     rows = calibration_rows(table, config)
     features, labels = features_of(extractor, data_dir, rows, class_names, spec)
+    return trust_from_features(train_features, train_labels, features, labels, (kernel, bias), trust)
+
+
+def trust_from_features(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    features: np.ndarray,
+    labels: np.ndarray,
+    last_layer: tuple[np.ndarray, np.ndarray],
+    trust: TrustConfig,
+) -> FittedTrust:
+    """The trust layer from penultimate features: class means and covariance from training rows,
+    temperature, set and out-of-distribution thresholds from held-out calibration rows."""
+    kernel, bias = last_layer
+    classes = kernel.shape[1]
+    means = np.stack([train_features[train_labels == c].mean(axis=0) for c in range(classes)])
+    centred = train_features - means[train_labels]
+    precision = LedoitWolf().fit(centred).precision_  # shrinkage: a stable inverse even with few rows
     logits = features @ kernel + bias
     temperature = fit_temperature(logits, labels)
     calibrated = softmax(logits / temperature)
-    thresholds = set_thresholds(calibrated, labels, len(class_names), trust)
+    thresholds = set_thresholds(calibrated, labels, classes, trust)
     fitted = TrustModel(
         temperature=temperature,
         alpha=trust.alpha,
@@ -147,7 +162,7 @@ def fit_trust(
     threshold = fitted.ood_threshold
     sizes = fitted.sets(calibrated).sum(axis=1)
     metrics = {
-        "calibration/rows": float(len(rows)),
+        "calibration/rows": float(len(labels)),
         "calibration/temperature": temperature,
         "calibration/ece_before": expected_calibration_error(labels, softmax(logits)),
         "calibration/ece_after": expected_calibration_error(labels, calibrated),
