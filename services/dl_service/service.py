@@ -98,7 +98,9 @@ class PredictionService:
             return self._decode_all(contents, opened, spec)
         return await loop.run_in_executor(self._decoder, self._decode_all, contents, opened, spec)
 
-    async def predict(self, contents: list[bytes], request_id: str | None) -> list[schemas.Prediction]:
+    async def predict(self, contents: list[bytes], request_id: str | None) -> list[dict[str, Any]]:
+        """The answers, as ``schemas.Prediction`` bodies: built as plain data, without validating what this
+        code just made (the hot path; the API serialises them as they are)."""
         started = time.perf_counter()
         checked = await self._checked(contents)
         outputs = await self.batcher.submit(checked, request_id, started)
@@ -111,7 +113,7 @@ class PredictionService:
         output = (await self.batcher.submit([checked], request_id, started))[0]
         heatmap, overlay, view = await run_in_threadpool(explain_as_pngs, output.model, checked)
         prediction = self._answer(output, (time.perf_counter() - started) * 1000)
-        return schemas.Explanation(**prediction.model_dump(), heatmap_png=heatmap, overlay_png=overlay, image_png=view)
+        return schemas.Explanation(**prediction, heatmap_png=heatmap, overlay_png=overlay, image_png=view)
 
     def feedback(self, prediction_id: str, label: str) -> schemas.FeedbackOut:
         names = self.manager.current.class_names if self.manager.loaded else []
@@ -138,11 +140,11 @@ class PredictionService:
             return [error if isinstance(outcome, BatchOutput) else outcome for outcome in outcomes]
         return outcomes
 
-    def _answer(self, output: BatchOutput, latency_ms: float) -> schemas.Prediction:
+    def _answer(self, output: BatchOutput, latency_ms: float) -> dict[str, Any]:
         model, probabilities = output.model, output.probabilities
         self.metrics.predictions.labels(model.version, model.class_names[int(probabilities.argmax())]).inc()
         self.metrics.batch_size.observe(output.batch_size)
-        return _prediction(output, latency_ms, self.config.top_k)
+        return prediction_body(output, latency_ms, self.config.top_k)
 
     def _row(self, item: Submitted, output: BatchOutput, latency_ms: float, now: datetime) -> dict[str, Any]:
         model, probabilities, image = output.model, output.probabilities, item.image
@@ -216,21 +218,22 @@ def _rounded(values: np.ndarray) -> list[float]:
     return list(np.round(values.astype(np.float64), 7).tolist())
 
 
-def _prediction(output: BatchOutput, latency_ms: float, top_k: int) -> schemas.Prediction:
-    model, probabilities = output.model, output.probabilities
-    names = model.class_names
-    order = np.argsort(-probabilities)[:top_k]
-    return schemas.Prediction(
-        prediction_id=output.prediction_id,
-        model_name=model.name,
-        model_version=model.version,
-        label=names[int(order[0])],
-        confidence=float(probabilities[order[0]]),
-        top_k=[schemas.ClassProbability(label=names[int(i)], probability=float(probabilities[i])) for i in order],
-        probabilities={name: float(p) for name, p in zip(names, probabilities, strict=True)},
+def prediction_body(output: BatchOutput, latency_ms: float, top_k: int) -> dict[str, Any]:
+    """One ``schemas.Prediction``, as the plain data it serialises to."""
+    model, names = output.model, output.model.class_names
+    probabilities = output.probabilities.tolist()
+    order = sorted(range(len(probabilities)), key=probabilities.__getitem__, reverse=True)[:top_k]
+    return {
+        "prediction_id": output.prediction_id,
+        "model_name": model.name,
+        "model_version": model.version,
+        "label": names[order[0]],
+        "confidence": probabilities[order[0]],
+        "top_k": [{"label": names[i], "probability": probabilities[i]} for i in order],
+        "probabilities": dict(zip(names, probabilities, strict=True)),
         **output.trust,
-        latency_ms=round(latency_ms, 3),
-    )
+        "latency_ms": round(latency_ms, 3),
+    }
 
 
 def explain_as_pngs(model: ServedModel, checked: CheckedImage) -> tuple[str, str, str]:

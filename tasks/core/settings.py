@@ -40,7 +40,9 @@ class ServiceSettings(BaseModel):
     max_request_bytes: int = Field(64 * 1024 * 1024, gt=0, description="all the images of one request together")
     max_queued_images: int = Field(512, gt=0, description="images taken, not yet answered; past it 503 + Retry-After")
     batch_size: int = Field(32, gt=0, description="micro-batch: most images per model call")
-    batch_wait_ms: float = Field(2.0, ge=0, description="micro-batch: longest wait for company while the model is free")
+    batch_wait_ms: float = Field(
+        0.0, ge=0, description="micro-batch: longest wait for company while the model is free (0: go at once)"
+    )
     top_k: int = Field(3, gt=0)
     pointer_poll_seconds: float = Field(5.0, gt=0, description="how often the production pointer is checked")
     store_images: bool = Field(False, description="keep every uploaded image by sha256 in central storage")

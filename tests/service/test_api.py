@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from services.dl_service import schemas
 from services.dl_service.app import create_app
 from tasks.core.pointer import write_pointer
 from tasks.core.settings import ServiceSettings, Settings
@@ -74,6 +75,41 @@ def test_predict_matches_in_process_prediction_and_is_logged(
     rows = wait_for_rows(service_env, 1)
     assert rows[0][0] == body["prediction_id"] and rows[0][1] == "1"
     assert len(eval(rows[0][3])) == 8 and len(eval(rows[0][4])) == 10 and rows[0][5] > 0
+
+
+def test_predict_takes_the_image_as_the_request_body_too(
+    client: TestClient, sample_images: list[Path], service_env: dict[str, str]
+) -> None:
+    content = sample_images[0].read_bytes()
+    multipart = client.post("/predict", files=upload(content))
+    raw = client.post("/predict", content=content, headers={"Content-Type": "image/png"})
+    assert raw.status_code == multipart.status_code == 200, raw.text
+    body = schemas.Prediction.model_validate(raw.json())  # the body the service builds is the documented one
+    assert body.probabilities == multipart.json()["probabilities"]
+    assert body.prediction_id != multipart.json()["prediction_id"]
+    assert raw.headers["X-Model-Version"] == "1" and raw.headers["content-type"] == "application/json"
+    assert {row[0] for row in wait_for_rows(service_env, 2)} == {body.prediction_id, multipart.json()["prediction_id"]}
+    documented = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "image/png", "image/jpeg"} <= set(documented)
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "status", "reason"),
+    [
+        ({"content": b"hello", "headers": {"Content-Type": "text/plain"}}, 415, "Content-Type text/plain is not"),
+        ({"data": {"image": "x"}, "files": {"other": ("a.png", b"x", "image/png")}}, 422, "no 'file' field"),
+        ({"content": b"", "headers": {"Content-Type": "image/png"}}, 400, "empty upload"),
+        ({"content": b"\x89PNG" + bytes(2000), "headers": {"Content-Type": "image/png"}}, 413, "limit is 1,000"),
+    ],
+    ids=["not-an-image-type", "no-file-field", "empty-body", "oversized-body"],
+)
+def test_a_request_without_a_usable_image_says_how_to_send_one(
+    client: TestClient, request_kwargs: dict[str, object], status: int, reason: str
+) -> None:
+    client.app.state.settings.service.max_upload_bytes = 1000  # type: ignore[attr-defined]
+    response = client.post("/predict", **request_kwargs)  # type: ignore[arg-type]
+    assert response.status_code == status, response.text
+    assert reason in response.json()["detail"]
 
 
 def test_predict_batch_returns_one_prediction_per_image(client: TestClient, sample_images: list[Path]) -> None:

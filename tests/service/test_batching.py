@@ -163,6 +163,21 @@ def test_micro_batcher_puts_requests_arriving_within_max_wait_into_one_call() ->
     assert [row(answer) for answer in answers] == [[[n, -n]] for n in range(3)]
 
 
+def test_micro_batcher_without_a_wait_sends_a_request_at_once_when_the_model_is_free() -> None:
+    model = FakeModel()
+
+    async def trickle(batcher: MicroBatcher) -> list[list[BatchOutput]]:
+        requests = []
+        for n in range(3):
+            requests.append(asyncio.create_task(batcher.submit([image(n)])))
+            await asyncio.sleep(0.05)  # the model is free again long before the next arrival
+        return await asyncio.gather(*requests)
+
+    answers = with_batcher(FakeManager(model), max_batch=8, max_wait=0.0, scenario=trickle)
+    assert model.calls == [1, 1, 1]  # nobody waited for company that was not coming
+    assert [row(answer) for answer in answers] == [[[n, -n]] for n in range(3)]
+
+
 def test_micro_batcher_grows_the_next_batch_while_the_model_is_busy() -> None:
     model = FakeModel(busy=True)
 
