@@ -1,6 +1,7 @@
 """Reference servers of the serving benchmark, on the same uvicorn stack as dl_service.
 
-noop:  reads the upload and answers; the ceiling of the HTTP stack itself.
+noop:  reads the upload as /predict does (multipart or the raw body) and answers; the ceiling of the
+       HTTP stack itself.
 naive: the design of older projects: one model.predict per request inside an async handler.
 """
 
@@ -10,8 +11,9 @@ import os
 
 import keras
 import numpy as np
-from fastapi import FastAPI, File, UploadFile
+from fastapi import FastAPI, File, Request, UploadFile
 
+from services.dl_service.api import read_image_upload
 from services.dl_service.app import NO_OPENTELEMETRY
 from tasks.core.preprocessing import InputSpec, preprocess
 
@@ -20,8 +22,8 @@ def create_noop_app() -> FastAPI:
     app = FastAPI(telemetry=NO_OPENTELEMETRY)  # the same stack settings as dl_service
 
     @app.post("/predict")
-    async def upload(file: UploadFile = File(...)) -> dict[str, int]:  # noqa: B008
-        return {"size": len(await file.read())}
+    async def upload(request: Request) -> dict[str, int]:
+        return {"size": len(await read_image_upload(request, 10 * 1024 * 1024))}
 
     return app
 

@@ -1,6 +1,6 @@
 """The same model served by BentoML 1.4 with adaptive batching (run in its own virtual environment).
 
-BENCH_MODEL_PATH=.../model.keras bentoml serve benchmarks.bentoml_service:Classifier --port 3000
+BENCH_MODEL_PATH=.../model.keras [BENCH_WORKERS=2] bentoml serve benchmarks.bentoml_service:Classifier --port 3000
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 from PIL.Image import Image
 
 
-@bentoml.service(workers=1, traffic={"concurrency": 256})
+@bentoml.service(workers=int(os.environ.get("BENCH_WORKERS", "1")), traffic={"concurrency": 256})
 class Classifier:
     def __init__(self) -> None:
         import keras

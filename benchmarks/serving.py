@@ -1,13 +1,23 @@
 """Serving throughput, side by side in one run, on one model (the train config's architecture):
 
-  (a) raw in-process batched inference           (b) a no-op upload endpoint on the same stack
-  (c) dl_service /predict at concurrency 1..64   (d) the naive design: model.predict per request
+  (a) raw in-process batched inference           (b) a no-op endpoint reading the upload as /predict does
+  (c) dl_service /predict, multipart and raw body (d) the naive design: model.predict per request
   (e) BentoML 1.4 with adaptive batching, the same model, the same number of worker processes
   (f) the cost of the trust layer: /predict of the same model with and without calibration, prediction
-      sets and the out-of-distribution score (interleaved, paired rounds)
+      sets and the out-of-distribution score
   (g) the cost of shadow mode: /predict while a second version predicts every micro-batch and logs beside it
 
-    make bench-serving        (or: python benchmarks/serving.py [--seconds 8])
+Three groups of interleaved rounds (each contender takes its turn every round, ROUNDS rounds, the
+order reversed every round; the tables show the median round and ratios are medians of the paired
+per-round ratios):
+  - concurrency 1: /predict (multipart, raw body) and BentoML;
+  - concurrency 32, one process each: (b) multipart and raw, (c) multipart and raw, (c') the log off,
+    (f), (g) and (e);
+  - concurrency 64: /predict with one process and with two (uvicorn --workers 2, the machine's cores),
+    the no-op and BentoML with two workers each.
+Then /predict at concurrency 8 and (d) at 32, one run each.
+
+    python benchmarks/serving.py [--seconds 8] [--skip-bentoml]        (part of make bench)
 
 Load comes from wrk (Debian's package) on loopback, uploading a real Fashion-MNIST PNG.
 BentoML runs from its own virtual environment (.mlops/bench/bentoml-venv), built on first use.
@@ -36,12 +46,28 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-CONCURRENCY = (1, 8, 32, 64)
 ROUNDS = 6  # even: the order reverses every round, so a steady drift of the machine cancels out
-NOOP, SERVICE, NO_LOG = "(b) no-op upload", "(c) dl_service /predict", "(c') dl_service, logging off"
-NAIVE, BENTOML = "(d) naive per-request", "(e) BentoML 1.4 adaptive"
-NO_TRUST = "(f) dl_service, no trust layer"
+NOOP, NOOP_RAW, NOOP_2 = "(b) no-op upload", "(b) no-op upload, raw body", "(b) no-op upload, 2 processes"
+SERVICE, SERVICE_RAW = "(c) dl_service /predict", "(c) dl_service /predict, raw body"
+SERVICE_2, SERVICE_2_RAW = "(c) dl_service, 2 processes", "(c) dl_service, 2 processes, raw body"
+NO_LOG, NO_TRUST = "(c') dl_service, logging off", "(f) dl_service, no trust layer"
+NAIVE, BENTOML, BENTOML_2 = "(d) naive per-request", "(e) BentoML 1.4 adaptive", "(e) BentoML 1.4, 2 workers"
 SHADOWED = "(g) dl_service + shadow version"
+# contender -> (the server it loads, how it sends the image: the multipart field, or "-" for the raw body)
+ROUTES = {
+    NOOP: (NOOP, "file"),
+    NOOP_RAW: (NOOP, "-"),
+    NOOP_2: (NOOP_2, "file"),
+    SERVICE: (SERVICE, "file"),
+    SERVICE_RAW: (SERVICE, "-"),
+    SERVICE_2: (SERVICE_2, "file"),
+    SERVICE_2_RAW: (SERVICE_2, "-"),
+    NO_LOG: (NO_LOG, "file"),
+    NO_TRUST: (NO_TRUST, "file"),
+    SHADOWED: (SHADOWED, "file"),
+    BENTOML: (BENTOML, "files"),
+    BENTOML_2: (BENTOML_2, "files"),
+}
 
 from deployments.stack.servers import free_port  # noqa: E402  (ROOT is on sys.path from here on)
 
@@ -206,7 +232,8 @@ def measure(name: str, url: str, image: Path, concurrency: int, seconds: float, 
     )
 
 
-def uvicorn(factory: str, port: int) -> list[str]:
+def uvicorn(factory: str, workers: int = 1) -> list[str]:
+    """The service's own stack (uvicorn with uvloop and httptools); ``--port`` goes last."""
     return [
         sys.executable,
         "-m",
@@ -215,14 +242,18 @@ def uvicorn(factory: str, port: int) -> list[str]:
         factory,
         "--host",
         "127.0.0.1",
-        "--port",
-        str(port),
         "--workers",
-        "1",
+        str(workers),
         "--log-level",
         "warning",
         "--no-access-log",
     ]
+
+
+def bentoml_command() -> list[str]:
+    """The same model in BentoML (BENCH_WORKERS processes); ``--port`` goes last."""
+    serve = ["-m", "bentoml", "serve", "benchmarks.bentoml_service:Classifier", "--host", "127.0.0.1"]
+    return [str(bentoml_python()), *serve]
 
 
 def bentoml_python() -> Path:
@@ -235,6 +266,28 @@ def bentoml_python() -> Path:
         subprocess.run([*pip, "--no-deps", "bentoml==1.4.40"], check=True)
         subprocess.run([*pip, "-r", str(ROOT / "benchmarks" / "bentoml-requirements.txt")], check=True)
     return python
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One server under load: where to send, and how (``field``: the multipart field, "-" the raw body)."""
+
+    url: str
+    field: str = "file"
+
+
+def interleaved(
+    contenders: dict[str, Contender], image: Path, concurrency: int, seconds: float
+) -> dict[str, list[LoadResult]]:
+    """ROUNDS load runs of each contender, taking turns, the order reversed every round: this shared
+    machine drifts by +-20% within minutes, so one run each would compare noise, and a fixed order
+    would charge the drift to whoever runs last."""
+    rounds: dict[str, list[LoadResult]] = {name: [] for name in contenders}
+    for round_number in range(ROUNDS):
+        order = list(contenders.items()) if round_number % 2 == 0 else list(reversed(contenders.items()))
+        for name, contender in order:
+            rounds[name].append(measure(name, contender.url, image, concurrency, seconds, contender.field))
+    return rounds
 
 
 def main() -> int:
@@ -254,71 +307,77 @@ def main() -> int:
     test_paths = manifest.loc[manifest["split"] == "test", "path"]
     image = data_dir / test_paths.iloc[0]
     calibration = np.stack([preprocess((data_dir / p).read_bytes(), InputSpec(28, 28)) for p in test_paths[:512]])
-    results: list[LoadResult] = []
+    groups: dict[int, dict[str, list[LoadResult]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as folder, contextlib.ExitStack() as servers:
         workdir = Path(folder)
         storage, trusted, shadowed, model_path = build_model(workdir, calibration)
         raw = raw_throughput(model_path, image, args.seconds)
-        service_env = {
-            "MLOPS_HOME": str(workdir / "state"),
-            "MLOPS_STORAGE_URL": str(trusted),
-            "MLOPS_PREDICTION_DB_URL": f"sqlite:///{workdir / 'predictions.db'}",
-        }
-        no_log = {**service_env, "MLOPS_SERVICE_LOG_PREDICTIONS": "false"}
-        no_trust = {
-            "MLOPS_HOME": str(workdir / "state-no-trust"),
-            "MLOPS_STORAGE_URL": str(storage),
-            "MLOPS_PREDICTION_DB_URL": f"sqlite:///{workdir / 'predictions-no-trust.db'}",
-        }
-        with_shadow = {
-            "MLOPS_HOME": str(workdir / "state-shadow"),
-            "MLOPS_STORAGE_URL": str(shadowed),
-            "MLOPS_PREDICTION_DB_URL": f"sqlite:///{workdir / 'predictions-shadow.db'}",
-        }
-        # The servers compared at concurrency 32 run side by side and take turns, ROUNDS times, the order
-        # reversed every round: this shared machine drifts by +-20% within minutes, so one run each
-        # would compare noise, and a fixed order would charge the drift to whoever runs last.
-        urls = {}
-        for name, factory, env, ready in (
-            (NOOP, "benchmarks.apps:create_noop_app", {}, "/docs"),
-            (SERVICE, "services.dl_service.app:create_app", service_env, "/ready"),
-            (NO_LOG, "services.dl_service.app:create_app", no_log, "/ready"),
-            (NO_TRUST, "services.dl_service.app:create_app", no_trust, "/ready"),
-            (SHADOWED, "services.dl_service.app:create_app", with_shadow, "/ready"),
+
+        def service_env(name: str, storage_url: Path, **settings: str) -> dict[str, str]:
+            return {
+                "MLOPS_HOME": str(workdir / name),
+                "MLOPS_STORAGE_URL": str(storage_url),
+                "MLOPS_PREDICTION_DB_URL": f"sqlite:///{workdir / name}.db",
+                **settings,
+            }
+
+        service_app, noop_app = "services.dl_service.app:create_app", "benchmarks.apps:create_noop_app"
+        bento = {"BENCH_MODEL_PATH": str(model_path)}
+        started: dict[str, str] = {}
+        for name, command, env, ready in (
+            (NOOP, uvicorn(noop_app), {}, "/docs"),
+            (SERVICE, uvicorn(service_app), service_env("service", trusted), "/ready"),
+            (
+                NO_LOG,
+                uvicorn(service_app),
+                service_env("no-log", trusted, MLOPS_SERVICE_LOG_PREDICTIONS="false"),
+                "/ready",
+            ),
+            (NO_TRUST, uvicorn(service_app), service_env("no-trust", storage), "/ready"),
+            (SHADOWED, uvicorn(service_app), service_env("shadow", shadowed), "/ready"),
+            (NOOP_2, uvicorn(noop_app, workers=2), {}, "/docs"),
+            (SERVICE_2, uvicorn(service_app, workers=2), service_env("service-2", trusted), "/ready"),
+            *(
+                []
+                if args.skip_bentoml
+                else [
+                    (BENTOML, bentoml_command(), bento, "/readyz"),
+                    (BENTOML_2, bentoml_command(), {**bento, "BENCH_WORKERS": "2"}, "/readyz"),
+                ]
+            ),
         ):
             port = free_port()
-            servers.enter_context(server(uvicorn(factory, port), env, port, ready, workdir / f"{port}.log"))
-            urls[name] = f"http://127.0.0.1:{port}/predict"
-        rounds: dict[str, list[LoadResult]] = {name: [] for name in urls}
-        for round_number in range(ROUNDS):
-            order = list(urls.items()) if round_number % 2 == 0 else list(reversed(urls.items()))
-            for name, url in order:
-                rounds[name].append(measure(name, url, image, 32, args.seconds))
-        results.extend(median_run(runs) for runs in rounds.values())
-        shadow_coverage = shadowed_share(urls[SHADOWED].removesuffix("/predict"))
-        for concurrency in (c for c in CONCURRENCY if c != 32):
-            results.append(measure(SERVICE, urls[SERVICE], image, concurrency, args.seconds))
+            command = [*command, "--port", str(port)]
+            servers.enter_context(server(command, env, port, ready, workdir / f"{port}.log"))
+            started[name] = f"http://127.0.0.1:{port}/predict"
+
+        def contenders(*names: str) -> dict[str, Contender]:
+            return {
+                name: Contender(started[ROUTES[name][0]], ROUTES[name][1])
+                for name in names
+                if ROUTES[name][0] in started
+            }
+
+        groups[1] = interleaved(contenders(SERVICE, SERVICE_RAW, BENTOML), image, 1, args.seconds)
+        groups[32] = interleaved(
+            contenders(NOOP, NOOP_RAW, SERVICE, SERVICE_RAW, NO_LOG, NO_TRUST, SHADOWED, BENTOML),
+            image,
+            32,
+            args.seconds,
+        )
+        groups[64] = interleaved(
+            contenders(SERVICE, SERVICE_2, SERVICE_2_RAW, NOOP_2, BENTOML_2), image, 64, args.seconds
+        )
+        shadow_coverage = shadowed_share(started[SHADOWED].removesuffix("/predict"))
+        groups[8] = {SERVICE: [measure(SERVICE, started[SERVICE], image, 8, args.seconds)]}
         servers.close()
         port = free_port()
         url = f"http://127.0.0.1:{port}/predict"
-        naive_env = {"BENCH_MODEL_PATH": str(model_path)}
-        with server(uvicorn("benchmarks.apps:create_naive_app", port), naive_env, port, "/docs", workdir / "v.log"):
-            results.append(measure(NAIVE, url, image, 32, args.seconds))
-        if not args.skip_bentoml:
-            command = [
-                str(bentoml_python()),
-                "-m",
-                "bentoml",
-                "serve",
-                "benchmarks.bentoml_service:Classifier",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ]
-            with server(command, naive_env, port, "/readyz", workdir / "bentoml.log"):
-                results.append(measure(BENTOML, url, image, 32, args.seconds, field="files"))
-    report(raw, sorted(results, key=lambda r: (r.name, r.concurrency)), rounds)
+        with server(
+            [*uvicorn("benchmarks.apps:create_naive_app"), "--port", str(port)], bento, port, "/docs", workdir / "v.log"
+        ):
+            groups[32][NAIVE] = [measure(NAIVE, url, image, 32, args.seconds)]
+    report(raw, groups)
     print(f"shadow coverage: {shadow_coverage:.1%} of answered predictions also predicted by the shadow")
     return 0
 
@@ -337,38 +396,66 @@ def median_run(runs: list[LoadResult]) -> LoadResult:
     return sorted(runs, key=lambda r: r.requests_per_second)[len(runs) // 2]
 
 
-def report(raw: float, results: list[LoadResult], rounds: dict[str, list[LoadResult]]) -> None:
-    print(f"\nServing benchmark ({os.cpu_count()} cores, one worker process each, wrk on loopback)")
+def report(raw: float, groups: dict[int, dict[str, list[LoadResult]]]) -> None:
+    print(f"\nServing benchmark ({os.cpu_count()} cores, wrk on loopback, one process each unless named)")
     print(f"(a) raw in-process batched inference (batch 32): {raw:,.0f} images/s")
-    print(f"concurrency 32, median of {ROUNDS} interleaved rounds:")
-    for name, runs in rounds.items():
-        print(f"  {name:<30}" + "  ".join(f"{r.requests_per_second:>7,.0f}" for r in runs) + "  req/s")
-    print(f"{'server':<32}{'conc.':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
-    for r in results:
+    median: dict[tuple[str, int], LoadResult] = {}
+    for concurrency, rounds in sorted(groups.items()):
         print(
-            f"{r.name:<32}{r.concurrency:>6}{r.requests_per_second:>10,.0f}{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.failed:>8}"
+            f"\nconcurrency {concurrency}" + (f", median of {ROUNDS} interleaved rounds:" if len(rounds) > 1 else ":")
         )
-    by_name = {(r.name, r.concurrency): r.requests_per_second for r in results}
-    ours, noop = by_name[(SERVICE, 32)], by_name[(NOOP, 32)]
-    print(f"\n/predict at 32 vs min(raw, no-op): {ours / min(raw, noop):.2f} (target >= 0.7)")
-    print(f"/predict at 32 vs naive:           {ours / by_name[(NAIVE, 32)]:.1f}x (target >= 20)")
-    bento = by_name.get((BENTOML, 32))
-    if bento:
-        print(f"/predict at 32 vs BentoML:         {ours / bento:.2f}x (target >= 1.0)")
-    # Each round runs them back to back, so their ratio is paired against the machine's drift.
+        for name, runs in rounds.items():
+            median[(name, concurrency)] = median_run(runs)
+            if len(runs) > 1:
+                print(f"  {name:<40}" + "  ".join(f"{r.requests_per_second:>7,.0f}" for r in runs) + "  req/s")
+    print(f"\n{'server':<42}{'conc.':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
+    for (name, concurrency), r in sorted(median.items(), key=lambda item: (item[0][1], item[0][0])):
+        print(f"{name:<42}{concurrency:>6}{r.requests_per_second:>10,.0f}{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.failed:>8}")
+    failed = sum(r.failed for rounds in groups.values() for runs in rounds.values() for r in runs)
+    print(f"\nfailed requests in every run together: {failed} (target 0)")
+
+    def rate(name: str, concurrency: int) -> float:
+        return median[(name, concurrency)].requests_per_second
+
+    def paired(with_it: str, without: str, concurrency: int) -> tuple[float, float, float]:
+        """Median, low and high of the per-round ratios: each round runs both back to back."""
+        rounds = groups[concurrency]
+        ratios = sorted(
+            a.requests_per_second / b.requests_per_second for a, b in zip(rounds[with_it], rounds[without], strict=True)
+        )
+        return statistics.median(ratios), ratios[0], ratios[-1]
+
+    def ratio_line(what: str, with_it: str, without: str, concurrency: int, target: str) -> None:
+        if (with_it, concurrency) in median and (without, concurrency) in median:
+            middle, low, high = paired(with_it, without, concurrency)
+            print(f"{what:<52}{middle:>6.2f}x (paired rounds {low:.2f}..{high:.2f}; target {target})")
+
+    print()
+    ratio_line("/predict vs BentoML, concurrency 1", SERVICE, BENTOML, 1, ">= 1.0")
+    ratio_line("/predict raw body vs BentoML, concurrency 1", SERVICE_RAW, BENTOML, 1, ">= 1.0")
+    if (BENTOML, 1) in median:
+        p50 = " / ".join(f"{median[(name, 1)].p50_ms:.1f}" for name in (SERVICE, SERVICE_RAW, BENTOML))
+        print(f"{'p50 at concurrency 1: /predict, raw body, BentoML':<52}{p50} ms (target: /predict <= BentoML)")
+    ratio_line("/predict vs the no-op upload, concurrency 32", SERVICE, NOOP, 32, ">= 0.5")
+    ratio_line("/predict raw body vs the no-op raw body, concurrency 32", SERVICE_RAW, NOOP_RAW, 32, ">= 0.5")
+    ratio_line("/predict vs BentoML, concurrency 32", SERVICE, BENTOML, 32, ">= 3")
+    naive = rate(NAIVE, 32)
+    versus_naive = f"{rate(SERVICE, 32) / naive:>6.1f}x" if naive else "  (naive answered nothing in the run)"
+    print(f"{'/predict vs naive, concurrency 32':<52}{versus_naive} (target >= 20)")
+    print(f"{'p99 of /predict at concurrency 32':<52}{median[(SERVICE, 32)].p99_ms:>6.1f} ms (target <= 70)")
+    ratio_line("2 processes vs 1, concurrency 64", SERVICE_2, SERVICE, 64, ">= 1.6")
+    ratio_line("2 processes vs BentoML with 2 workers, concurrency 64", SERVICE_2, BENTOML_2, 64, ">= 3")
+    ratio_line("2 processes vs the 2-process no-op, concurrency 64", SERVICE_2, NOOP_2, 64, "none")
     costs = (
-        ("the durable prediction log", SERVICE, NO_LOG, 15),
-        ("the trust layer", SERVICE, NO_TRUST, 5),
-        ("a shadow version", SHADOWED, SERVICE, 10),
+        ("cost of the durable prediction log", SERVICE, NO_LOG, 15),
+        ("cost of the trust layer", SERVICE, NO_TRUST, 5),
+        ("cost of a shadow version", SHADOWED, SERVICE, 10),
     )
     for what, with_it, without, target in costs:
-        paired = sorted(
-            on.requests_per_second / off.requests_per_second
-            for on, off in zip(rounds[with_it], rounds[without], strict=True)
-        )
+        middle, low, high = paired(with_it, without, 32)
         print(
-            f"cost of {what}: {100 * (1 - statistics.median(paired)):.1f}% (median of {len(paired)} paired rounds, "
-            f"range {100 * (1 - paired[-1]):.0f}..{100 * (1 - paired[0]):.0f}%; target <= {target}%)"
+            f"{what:<52}{100 * (1 - middle):>5.1f}% (median of {ROUNDS} paired rounds, "
+            f"range {100 * (1 - high):.0f}..{100 * (1 - low):.0f}%; target <= {target}%)"
         )
 
 

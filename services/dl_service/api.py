@@ -107,7 +107,7 @@ PREDICT_BODY = {  # the two ways to send the image, for the OpenAPI page (the ro
 }
 
 
-async def _image_of(request: Request, limit: int) -> bytes:
+async def read_image_upload(request: Request, limit: int) -> bytes:
     """The one image of a request: the raw body when its Content-Type is an image type (no multipart to
     parse, as Triton and TF Serving take binary inputs), else the multipart form field ``file``. At most
     limit + 1 bytes are held, so the checks refuse an oversized upload without reading all of it."""
@@ -135,7 +135,7 @@ async def predict(request: Request, service: ServiceDep, x_request_id: RequestId
     """Classify one image (PNG, JPEG, GIF or BMP): a multipart upload, or the image as the body."""
 
     async def call() -> list[dict[str, Any]]:
-        return await service.predict([await _image_of(request, service.config.max_upload_bytes)], x_request_id)
+        return await service.predict([await read_image_upload(request, service.config.max_upload_bytes)], x_request_id)
 
     answer = (await _measured(request, "predict", call))[0]
     return _json(answer, [answer])
