@@ -4,6 +4,10 @@ A batch closes when it holds ``max_batch`` images, or when the model is free and
 request has waited ``max_wait``. While the model is busy the next batch keeps growing instead
 of closing on a timer, so the event loop answers one batch and reads the next while the other
 is computed: a closed-loop client pool never falls into lock-step with a single batch.
+Waiting only pays when company is coming: requests arriving further apart than ``max_wait`` (a
+smoothed mean of the gaps) go at once when the model is free, so a lone client never waits for
+nothing, and under load the wait gathers batches again (BentoML's adaptive window and Triton's
+queue delay answer the same question).
 Each batch takes the current model once, so all its images get the same version.
 The batch's predictions are recorded (``record``: the prediction log's group commit, in a thread of
 its own while the model goes on) before any of its requests is answered, so an answer is never
@@ -31,6 +35,7 @@ from services.dl_service.store import new_prediction_id
 from tasks.core.errors import MlopsError
 
 logger = logging.getLogger(__name__)
+GAP_SMOOTHING = 0.2  # weight of the newest gap between requests in their running mean
 
 
 class Overloaded(MlopsError):
@@ -84,6 +89,7 @@ class MicroBatcher:
         self._waiting: deque[_Pending] = deque()
         self._wake = asyncio.Event()  # set when a request arrives or a batch finishes
         self._in_flight = 0  # batches handed to the inference thread and not yet answered
+        self._last_arrival, self._mean_gap = float("-inf"), float("inf")  # between submitted requests
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         # Recording (the log's commit) runs beside inference, so the model never waits for the database.
         self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record")
@@ -116,6 +122,7 @@ class MicroBatcher:
         pending = [_Pending(Submitted(image, request_id, started), loop.create_future()) for image in images]
         self._queued += len(pending)
         self._waiting.extend(pending)
+        self._arrived(started)
         self._wake.set()
         if len(pending) == 1:  # the common case: skip gather's bookkeeping
             return [await pending[0].future]
@@ -180,12 +187,26 @@ class MicroBatcher:
         self._queued -= len(batch)
         _deliver(batch, outcomes)
 
+    def _arrived(self, now: float) -> None:
+        # Any gap longer than the wait says the same (no company): capped, an idle spell is forgotten
+        # after a few close arrivals instead of thousands.
+        gap, self._last_arrival = min(now - self._last_arrival, 2 * self.max_wait), now
+        self._mean_gap = (
+            gap if self._mean_gap == float("inf") else GAP_SMOOTHING * gap + (1 - GAP_SMOOTHING) * self._mean_gap
+        )
+
+    @property
+    def wait(self) -> float:
+        """How long a batch waits for company while the model is free: ``max_wait`` only when requests
+        arrive closer together than that, else none."""
+        return self.max_wait if self._mean_gap < self.max_wait else 0.0
+
     async def _collect(self) -> list[_Pending]:
         """Wait for the first request, then for company: until full, or the model is free and the wait is over."""
         while not self._waiting:
             self._wake.clear()
             await self._wake.wait()
-        deadline = time.perf_counter() + self.max_wait
+        deadline = time.perf_counter() + self.wait
         batch: list[_Pending] = []
         while True:
             while self._waiting and len(batch) < self.max_batch:

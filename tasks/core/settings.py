@@ -41,7 +41,10 @@ class ServiceSettings(BaseModel):
     max_queued_images: int = Field(512, gt=0, description="images taken, not yet answered; past it 503 + Retry-After")
     batch_size: int = Field(32, gt=0, description="micro-batch: most images per model call")
     batch_wait_ms: float = Field(
-        0.0, ge=0, description="micro-batch: longest wait for company while the model is free (0: go at once)"
+        2.0,
+        ge=0,
+        description="micro-batch: longest wait for company while the model is free, taken only while requests "
+        "arrive closer together than this",
     )
     top_k: int = Field(3, gt=0)
     pointer_poll_seconds: float = Field(5.0, gt=0, description="how often the production pointer is checked")
