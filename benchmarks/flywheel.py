@@ -1,7 +1,7 @@
 """When the deployed model meets a shifted share of its traffic, does the review queue's choice of which
 served images to label beat choosing them at random?
 
-    python benchmarks/flywheel.py [--shifted-share 0.3] [--repeats 3] [--epochs 5]    (about 15 min on 2 cores)
+    python benchmarks/flywheel.py [--shifted-share 0.3] [--repeats 3] [--epochs 5]    (about 20 min on 2 cores)
 
 Everything is trained here, from the Fashion-MNIST dataset repository (datasets/fashion-mnist/data):
 
@@ -13,12 +13,22 @@ Everything is trained here, from the Fashion-MNIST dataset repository (datasets/
   washed-out scanner (tasks/training/synthetic_shifts.py: contrast x0.5 about grey level 128, which
   halves the contrast and lifts the black background to grey 64). The rest look like training.
 - **Evaluation**: the 10,000 test images, clean and all under the same shift.
+- **The deployed model's trust layer** is fitted as training fits it (tasks/training/calibration.py,
+  the default ``train.trust`` settings): class means and covariance from its 10,000 images, temperature,
+  conformal set and out-of-distribution thresholds from 2,000 further clean train-split images it never
+  trained on. The service logs what it yields for every prediction: calibrated probabilities, the set
+  size, the out-of-distribution flag.
 - **Choosing n images to review** (n = 200, 500, 1,000) from the traffic: the queue's rule,
-  ``select_diverse(review_priority(softmax), uae, n)`` from tasks/core/review_selection.py, with the
-  deployed model's softmax and the features the service logs (the untrained seeded autoencoder encoder,
-  tasks.training.models.build_uae, 32 dimensions, seed 42); against uniform random choice, and against
-  the queue's priority alone (the top n by margin, without the diversity step). No trust layer here:
-  no conformal set sizes, no out-of-distribution flags, so the queue ranks by margin and diversity only.
+  ``select_diverse(review_priority(calibrated, set_sizes, ood), uae, n)`` from
+  tasks/core/review_selection.py, with the features the service logs (the untrained seeded autoencoder
+  encoder, tasks.training.models.build_uae, 32 dimensions, seed 42); against uniform random choice,
+  against the queue's priority alone (the top n, without the diversity step), and against the queue
+  without a trust layer (the raw softmax margin and the diversity step: a version trained with
+  ``train.trust.enabled: false``). The queue runs two ways: all n at once from the deployed model's
+  logs, and **in rounds**, as the loop runs in production (review, add-reviews, retrain, deploy):
+  the first 200 from the deployed model's logs, then up to 500 from what the version retrained on
+  those 200 logs for the images not yet reviewed (its own trust layer, fitted the same way), then up
+  to 1,000 from the version retrained on 500. Random choice needs no rounds.
 - **Reviews** are simulated from the true labels. Each choice is added to the deployed model's 10,000
   images and the model is retrained from scratch with the same recipe, ``--repeats`` times: repeat k
   retrains every strategy with seed 42 + k (the same initialisation and order seed for all of them,
@@ -54,8 +64,16 @@ SHIFT_NAME = "contrast x0.5 about grey 128"
 BUDGETS = (200, 500, 1000)
 TARGET_LABELS, REFERENCE_LABELS = 500, 1000
 LEARNING_RATE, BATCH_SIZE, UAE_DIM = 1e-3, 128, 32
-QUEUE, PRIORITY_ONLY, RANDOM = "review queue", "queue priority only", "random"
-STYLES = {QUEUE: ("C0", "o"), PRIORITY_ONLY: ("C2", "^"), RANDOM: ("C1", "s")}
+QUEUE, PRIORITY_ONLY, RANDOM = "review queue, at once", "queue priority only", "random"
+IN_ROUNDS, NO_TRUST = "review queue, in rounds", "queue without trust layer"
+STYLES = {
+    IN_ROUNDS: ("C3", "D"),
+    QUEUE: ("C0", "o"),
+    PRIORITY_ONLY: ("C2", "^"),
+    NO_TRUST: ("C7", "v"),
+    RANDOM: ("C1", "s"),
+}
+CALIBRATION_ROWS = 2_000
 
 
 def load(rows: pd.DataFrame, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -100,6 +118,30 @@ class Trainer:
 
 def softmax(model: Any, images: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(images.astype(np.float32), batch_size=1000, verbose=0))
+
+
+def what_the_service_logs(
+    model: Any, trained: tuple[np.ndarray, np.ndarray], calibration: tuple[np.ndarray, np.ndarray], pool: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pool through ``model`` and the trust layer training fits for it: calibrated probabilities,
+    prediction set sizes and out-of-distribution flags, as the service logs them."""
+    from configs.schema import TrustConfig
+    from tasks.core.bundle import CLASSIFIER_OUTPUT
+    from tasks.training.calibration import feature_model, trust_from_features
+
+    extractor = feature_model(model)
+
+    def features(images: np.ndarray) -> np.ndarray:
+        return np.asarray(extractor.predict(images.astype(np.float32), batch_size=1000, verbose=0), np.float64)
+
+    kernel, bias = (np.asarray(w, dtype=np.float64) for w in model.get_layer(CLASSIFIER_OUTPUT).get_weights())
+    trust = trust_from_features(
+        features(trained[0]), trained[1], features(calibration[0]), calibration[1], (kernel, bias), TrustConfig()
+    ).trust
+    pool_features = features(pool)
+    logits = trust.logits(pool_features)
+    calibrated = trust.calibrated(logits)
+    return calibrated, trust.sets(calibrated).sum(axis=1), trust.ood_scores(pool_features, logits) > trust.ood_threshold
 
 
 def accuracy(model: Any, images: np.ndarray, labels: np.ndarray) -> float:
@@ -163,7 +205,9 @@ def main() -> int:
     index = {name: i for i, name in enumerate(names)}
     train_rows = manifest[manifest["split"] == "train"].sample(frac=1.0, random_state=args.seed)
     base_images, base_labels = load(train_rows.iloc[: args.base_rows], index)
-    pool_images, pool_labels = load(train_rows.iloc[args.base_rows : args.base_rows + args.pool_rows], index)
+    pool_end = args.base_rows + args.pool_rows
+    pool_images, pool_labels = load(train_rows.iloc[args.base_rows : pool_end], index)
+    calibration = load(train_rows.iloc[pool_end : pool_end + CALIBRATION_ROWS], index)
     test_images, test_labels = load(manifest[manifest["split"] == "test"], index)
     rng = np.random.default_rng(args.seed)
     moved = np.zeros(len(pool_images), dtype=bool)
@@ -175,6 +219,7 @@ def main() -> int:
     base = trainer.fit(base_images, base_labels)
     base_clean, base_shifted = accuracy(base, test_images, test_labels), accuracy(base, shifted_test, test_labels)
     probabilities = softmax(base, pool_images)
+    calibrated, set_sizes, ood = what_the_service_logs(base, (base_images, base_labels), calibration, pool_images)
     encoder = build_uae((28, 28), UAE_DIM, args.seed)
     features = np.asarray(encoder.predict(pool_images.astype(np.float32), batch_size=1000, verbose=0))
     pool_correct = probabilities.argmax(axis=1) == pool_labels
@@ -188,13 +233,37 @@ def main() -> int:
     )
     print(
         f"Served pool: {len(pool_labels):,} images, {moved.sum():,} shifted; deployed accuracy "
-        f"{pool_correct[~moved].mean():.4f} on the clean ones, {pool_correct[moved].mean():.4f} on the shifted\n"
+        f"{pool_correct[~moved].mean():.4f} on the clean ones, {pool_correct[moved].mean():.4f} on the shifted"
+    )
+    print(
+        f"Trust layer on the served pool: out of distribution {ood[moved].mean():.1%} of the shifted images, "
+        f"{ood[~moved].mean():.1%} of the clean; prediction set of several classes {(set_sizes[moved] > 1).mean():.1%} "
+        f"of the shifted, {(set_sizes[~moved] > 1).mean():.1%} of the clean\n"
     )
 
-    priority = review_priority(probabilities)
+    priority, margin_only = review_priority(calibrated, set_sizes, ood), review_priority(probabilities)
+    # In rounds, as the loop runs: the version retrained on the reviews so far serves, and the queue picks
+    # the next ones from what it logs. Repeat k -> (images chosen so far, their version's priorities).
+    rounds: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def next_round(n: int, k: int) -> np.ndarray:
+        chosen, ranked = rounds.get(k, (np.array([], dtype=int), priority))
+        remaining = np.setdiff1d(np.arange(len(pool_labels)), chosen)
+        picked = remaining[select_diverse(ranked[remaining], features[remaining], n - len(chosen))]
+        return np.concatenate([chosen, picked])
+
+    def after_round(model: Any, chosen: np.ndarray, k: int) -> None:
+        trained = (
+            np.concatenate([base_images, pool_images[chosen]]),
+            np.concatenate([base_labels, pool_labels[chosen]]),
+        )
+        rounds[k] = (chosen, review_priority(*what_the_service_logs(model, trained, calibration, pool_images)))
+
     choices: dict[str, Callable[[int, int], np.ndarray]] = {  # each strategy's n images for repeat k
+        IN_ROUNDS: next_round,
         QUEUE: lambda n, _: np.asarray(select_diverse(priority, features, n)),
         PRIORITY_ONLY: lambda n, _: np.argsort(-priority, kind="stable")[:n],
+        NO_TRUST: lambda n, _: np.asarray(select_diverse(margin_only, features, n)),
         RANDOM: lambda n, k: np.random.default_rng([args.seed, k]).choice(len(pool_labels), n, replace=False),
     }
     results: dict[str, dict[int, list[dict[str, float]]]] = {name: {n: [] for n in BUDGETS} for name in choices}
@@ -207,6 +276,8 @@ def main() -> int:
                     np.concatenate([base_images, pool_images[chosen]]),
                     np.concatenate([base_labels, pool_labels[chosen]]),
                 )
+                if name == IN_ROUNDS:  # now, before the next training clears the session
+                    after_round(model, chosen, k)
                 results[name][n].append(
                     {
                         "shifted": accuracy(model, shifted_test, test_labels),
@@ -243,17 +314,21 @@ def main() -> int:
         return float(np.mean([run["shifted"] for run in results[name][n]]))
 
     reference = mean(RANDOM, REFERENCE_LABELS)
-    reached = [n for n in BUDGETS if n <= TARGET_LABELS and mean(QUEUE, n) >= reference]
-    paired = sum(
-        results[QUEUE][TARGET_LABELS][k]["shifted"] >= results[RANDOM][REFERENCE_LABELS][k]["shifted"]
-        for k in range(args.repeats)
-    )
     print(
         f"\nTarget: the queue at <= {TARGET_LABELS} labels reaches random choice's {REFERENCE_LABELS:,}-label "
-        f"accuracy on shifted test images ({reference:.4f}, mean of {args.repeats}): "
-        + (f"met, at {min(reached)} labels ({mean(QUEUE, min(reached)):.4f})" if reached else "not met")
-        + f"; queue at {TARGET_LABELS} >= random at {REFERENCE_LABELS:,} in {paired} of {args.repeats} paired repeats"
+        f"accuracy on shifted test images ({reference:.4f}, mean of {args.repeats}):"
     )
+    for queue in (IN_ROUNDS, QUEUE):
+        reached = [n for n in BUDGETS if n <= TARGET_LABELS and mean(queue, n) >= reference]
+        paired = sum(
+            results[queue][TARGET_LABELS][k]["shifted"] >= results[RANDOM][REFERENCE_LABELS][k]["shifted"]
+            for k in range(args.repeats)
+        )
+        print(
+            f"  {queue}: "
+            + (f"met, at {min(reached)} labels ({mean(queue, min(reached)):.4f})" if reached else "not met")
+            + f"; at {TARGET_LABELS} >= random at {REFERENCE_LABELS:,} in {paired} of {args.repeats} paired repeats"
+        )
     curves = {name: {n: [run["shifted"] for run in results[name][n]] for n in BUDGETS} for name in choices}
     plot(curves, base_shifted, args.figure, f"{SHIFT_NAME} on {args.shifted_share:.0%} of the served images")
     print(
