@@ -73,6 +73,7 @@ format: install
 bench: install data ## benchmarks (after make run): input pipeline, serving vs peers, drift alarm rates, trust, accuracy estimation, promotion gate, review queue
 	$(BIN)/python benchmarks/input_pipeline.py
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/batch_wait.py
 	$(BIN)/python benchmarks/monitoring.py
 	$(BIN)/python benchmarks/trust.py
 	$(BIN)/python benchmarks/accuracy_estimation.py

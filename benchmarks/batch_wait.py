@@ -1,0 +1,89 @@
+"""The micro-batcher's wait, A/B: the adaptive wait (BATCH_WAIT_MS 2, taken only while requests arrive
+closer together than that) against no wait at all (BATCH_WAIT_MS 0), plain and with a shadow version on
+every batch, at concurrency 1 and 32, in interleaved paired rounds (benchmarks/serving.py's machinery).
+
+    python benchmarks/batch_wait.py [--seconds 8] [--rounds 4]        (about 6 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import serving
+from deployments.stack.servers import free_port
+
+ADAPTIVE, NO_WAIT = "adaptive wait (2 ms)", "no wait (0 ms)"
+SHADOW_ADAPTIVE, SHADOW_NO_WAIT = "+ shadow, adaptive wait", "+ shadow, no wait"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    serving.ROUNDS = args.rounds
+    from tasks.core.preprocessing import InputSpec, preprocess
+    from tasks.data.dataset import read_manifest
+
+    data_dir = serving.ROOT / "datasets" / "fashion-mnist" / "data"
+    manifest = read_manifest(data_dir)
+    paths = manifest.loc[manifest["split"] == "test", "path"]
+    image = data_dir / paths.iloc[0]
+    calibration = np.stack([preprocess((data_dir / p).read_bytes(), InputSpec(28, 28)) for p in paths[:512]])
+    with tempfile.TemporaryDirectory(prefix="bench-batch-wait-") as folder, contextlib.ExitStack() as servers:
+        workdir = Path(folder)
+        _, trusted, shadowed, _ = serving.build_model(workdir, calibration)
+        started = {}
+        for number, (name, storage, wait) in enumerate(
+            (
+                (ADAPTIVE, trusted, "2"),
+                (NO_WAIT, trusted, "0"),
+                (SHADOW_ADAPTIVE, shadowed, "2"),
+                (SHADOW_NO_WAIT, shadowed, "0"),
+            )
+        ):
+            env = {
+                "MLOPS_HOME": str(workdir / str(number)),
+                "MLOPS_STORAGE_URL": str(storage),
+                "MLOPS_PREDICTION_DB_URL": f"sqlite:///{workdir / str(number)}.db",
+                "MLOPS_SERVICE_BATCH_WAIT_MS": wait,
+            }
+            port = free_port()
+            command = [*serving.uvicorn("services.dl_service.app:create_app"), "--port", str(port)]
+            servers.enter_context(serving.server(command, env, port, "/ready", workdir / f"{number}.log"))
+            started[name] = serving.Contender(f"http://127.0.0.1:{port}/predict")
+        for concurrency, names in ((1, (ADAPTIVE, NO_WAIT)), (32, tuple(started))):
+            rounds = serving.interleaved({name: started[name] for name in names}, image, concurrency, args.seconds)
+            print(f"\nconcurrency {concurrency}, median of {args.rounds} interleaved rounds")
+            for name, runs in rounds.items():
+                median = serving.median_run(runs)
+                print(
+                    f"  {name:<26}"
+                    + "  ".join(f"{r.requests_per_second:>6,.0f}" for r in runs)
+                    + f"  req/s; median {median.requests_per_second:,.0f}, p50 {median.p50_ms:.1f} ms, "
+                    f"p99 {median.p99_ms:.1f} ms, failed {sum(r.failed for r in runs)}"
+                )
+            pairs = [(ADAPTIVE, NO_WAIT)] + (
+                [(SHADOW_ADAPTIVE, ADAPTIVE), (SHADOW_NO_WAIT, NO_WAIT)] if concurrency > 1 else []
+            )
+            for with_it, against in pairs:
+                ratios = [
+                    a.requests_per_second / b.requests_per_second
+                    for a, b in zip(rounds[with_it], rounds[against], strict=True)
+                ]
+                spread = f"paired rounds {min(ratios):.3f}..{max(ratios):.3f}"
+                print(f"  {with_it} / {against}: {statistics.median(ratios):.3f} ({spread})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
