@@ -113,8 +113,9 @@ async def read_image_upload(request: Request, limit: int) -> bytes:
     limit + 1 bytes are held, so the checks refuse an oversized upload without reading all of it."""
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if content_type.startswith("image/"):
-        if int(request.headers.get("content-length") or 0) > limit:
-            raise ImageRejected(413, f"upload is {request.headers['content-length']} bytes; the limit is {limit:,}")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:  # refused before a byte of it is read
+            raise ImageRejected(413, f"upload is {int(declared):,} bytes; the limit is {limit:,}")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
