@@ -14,8 +14,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import serving
@@ -31,14 +29,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
     serving.ROUNDS = args.rounds
-    from tasks.core.preprocessing import InputSpec, preprocess
-    from tasks.data.dataset import read_manifest
-
-    data_dir = serving.ROOT / "datasets" / "fashion-mnist" / "data"
-    manifest = read_manifest(data_dir)
-    paths = manifest.loc[manifest["split"] == "test", "path"]
-    image = data_dir / paths.iloc[0]
-    calibration = np.stack([preprocess((data_dir / p).read_bytes(), InputSpec(28, 28)) for p in paths[:512]])
+    image, calibration = serving.test_images()
     with tempfile.TemporaryDirectory(prefix="bench-batch-wait-") as folder, contextlib.ExitStack() as servers:
         workdir = Path(folder)
         _, trusted, shadowed, _ = serving.build_model(workdir, calibration)
@@ -51,14 +42,9 @@ def main() -> int:
                 (SHADOW_NO_WAIT, shadowed, "0"),
             )
         ):
-            env = {
-                "MLOPS_HOME": str(workdir / str(number)),
-                "MLOPS_STORAGE_URL": str(storage),
-                "MLOPS_PREDICTION_DB_URL": f"sqlite:///{workdir / str(number)}.db",
-                "MLOPS_SERVICE_BATCH_WAIT_MS": wait,
-            }
+            env = serving.service_settings(workdir / str(number), storage, MLOPS_SERVICE_BATCH_WAIT_MS=wait)
             port = free_port()
-            command = [*serving.uvicorn("services.dl_service.app:create_app"), "--port", str(port)]
+            command = [*serving.uvicorn(serving.SERVICE_APP), "--port", str(port)]
             servers.enter_context(serving.server(command, env, port, "/ready", workdir / f"{number}.log"))
             started[name] = serving.Contender(f"http://127.0.0.1:{port}/predict")
         for concurrency, names in ((1, (ADAPTIVE, NO_WAIT)), (32, tuple(started))):

@@ -252,11 +252,7 @@ def main() -> int:
         picked = remaining[select_diverse(ranked[remaining], features[remaining], n - len(chosen))]
         return np.concatenate([chosen, picked])
 
-    def after_round(model: Any, chosen: np.ndarray, k: int) -> None:
-        trained = (
-            np.concatenate([base_images, pool_images[chosen]]),
-            np.concatenate([base_labels, pool_labels[chosen]]),
-        )
+    def after_round(model: Any, chosen: np.ndarray, trained: tuple[np.ndarray, np.ndarray], k: int) -> None:
         rounds[k] = (chosen, review_priority(*what_the_service_logs(model, trained, calibration, pool_images)))
 
     choices: dict[str, Callable[[int, int], np.ndarray]] = {  # each strategy's n images for repeat k
@@ -272,12 +268,13 @@ def main() -> int:
         for n in BUDGETS:
             for name, choose in choices.items():
                 chosen = choose(n, k)
-                model = trainer.fit(
+                trained = (
                     np.concatenate([base_images, pool_images[chosen]]),
                     np.concatenate([base_labels, pool_labels[chosen]]),
                 )
+                model = trainer.fit(*trained)
                 if name == IN_ROUNDS:  # now, before the next training clears the session
-                    after_round(model, chosen, k)
+                    after_round(model, chosen, trained, k)
                 results[name][n].append(
                     {
                         "shifted": accuracy(model, shifted_test, test_labels),

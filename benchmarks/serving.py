@@ -53,21 +53,16 @@ SERVICE_2, SERVICE_2_RAW = "(c) dl_service, 2 processes", "(c) dl_service, 2 pro
 NO_LOG, NO_TRUST = "(c') dl_service, logging off", "(f) dl_service, no trust layer"
 NAIVE, BENTOML, BENTOML_2 = "(d) naive per-request", "(e) BentoML 1.4 adaptive", "(e) BentoML 1.4, 2 workers"
 SHADOWED = "(g) dl_service + shadow version"
-# contender -> (the server it loads, how it sends the image: the multipart field, or "-" for the raw body)
-ROUTES = {
-    NOOP: (NOOP, "file"),
-    NOOP_RAW: (NOOP, "-"),
-    NOOP_2: (NOOP_2, "file"),
-    SERVICE: (SERVICE, "file"),
-    SERVICE_RAW: (SERVICE, "-"),
-    SERVICE_2: (SERVICE_2, "file"),
-    SERVICE_2_RAW: (SERVICE_2, "-"),
-    NO_LOG: (NO_LOG, "file"),
-    NO_TRUST: (NO_TRUST, "file"),
-    SHADOWED: (SHADOWED, "file"),
-    BENTOML: (BENTOML, "files"),
-    BENTOML_2: (BENTOML_2, "files"),
-}
+RAW_BODY = {NOOP_RAW: NOOP, SERVICE_RAW: SERVICE, SERVICE_2_RAW: SERVICE_2}  # contender -> the server it loads
+SERVICE_APP, NOOP_APP = "services.dl_service.app:create_app", "benchmarks.apps:create_noop_app"
+
+
+def route(contender: str) -> tuple[str, str]:
+    """The server a contender loads, and how it sends the image: the multipart field, or "-" for the raw body."""
+    if contender in RAW_BODY:
+        return RAW_BODY[contender], "-"
+    return contender, "files" if contender in (BENTOML, BENTOML_2) else "file"
+
 
 from deployments.stack.servers import free_port  # noqa: E402  (ROOT is on sys.path from here on)
 
@@ -268,6 +263,28 @@ def bentoml_python() -> Path:
     return python
 
 
+def test_images() -> tuple[Path, np.ndarray]:
+    """The PNG every contender is sent, and 512 test images (model inputs) to fit a trust layer on."""
+    from tasks.core.preprocessing import InputSpec, preprocess
+    from tasks.data.dataset import read_manifest
+
+    data_dir = ROOT / "datasets" / "fashion-mnist" / "data"
+    manifest = read_manifest(data_dir)
+    paths = manifest.loc[manifest["split"] == "test", "path"]
+    calibration = np.stack([preprocess((data_dir / p).read_bytes(), InputSpec(28, 28)) for p in paths[:512]])
+    return data_dir / paths.iloc[0], calibration
+
+
+def service_settings(state: Path, storage_url: Path, **settings: str) -> dict[str, str]:
+    """A dl_service of its own: state folder, storage and SQLite log (``state``.db), plus ``MLOPS_SERVICE_*``."""
+    return {
+        "MLOPS_HOME": str(state),
+        "MLOPS_STORAGE_URL": str(storage_url),
+        "MLOPS_PREDICTION_DB_URL": f"sqlite:///{state}.db",
+        **settings,
+    }
+
+
 @dataclass(frozen=True)
 class Contender:
     """One server under load: where to send, and how (``field``: the multipart field, "-" the raw body)."""
@@ -298,15 +315,7 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
         return 2
-    from tasks.data.dataset import read_manifest
-
-    data_dir = ROOT / "datasets" / "fashion-mnist" / "data"
-    manifest = read_manifest(data_dir)
-    from tasks.core.preprocessing import InputSpec, preprocess
-
-    test_paths = manifest.loc[manifest["split"] == "test", "path"]
-    image = data_dir / test_paths.iloc[0]
-    calibration = np.stack([preprocess((data_dir / p).read_bytes(), InputSpec(28, 28)) for p in test_paths[:512]])
+    image, calibration = test_images()
     groups: dict[int, dict[str, list[LoadResult]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as folder, contextlib.ExitStack() as servers:
         workdir = Path(folder)
@@ -314,29 +323,23 @@ def main() -> int:
         raw = raw_throughput(model_path, image, args.seconds)
 
         def service_env(name: str, storage_url: Path, **settings: str) -> dict[str, str]:
-            return {
-                "MLOPS_HOME": str(workdir / name),
-                "MLOPS_STORAGE_URL": str(storage_url),
-                "MLOPS_PREDICTION_DB_URL": f"sqlite:///{workdir / name}.db",
-                **settings,
-            }
+            return service_settings(workdir / name, storage_url, **settings)
 
-        service_app, noop_app = "services.dl_service.app:create_app", "benchmarks.apps:create_noop_app"
         bento = {"BENCH_MODEL_PATH": str(model_path)}
         started: dict[str, str] = {}
         for name, command, env, ready in (
-            (NOOP, uvicorn(noop_app), {}, "/docs"),
-            (SERVICE, uvicorn(service_app), service_env("service", trusted), "/ready"),
+            (NOOP, uvicorn(NOOP_APP), {}, "/docs"),
+            (SERVICE, uvicorn(SERVICE_APP), service_env("service", trusted), "/ready"),
             (
                 NO_LOG,
-                uvicorn(service_app),
+                uvicorn(SERVICE_APP),
                 service_env("no-log", trusted, MLOPS_SERVICE_LOG_PREDICTIONS="false"),
                 "/ready",
             ),
-            (NO_TRUST, uvicorn(service_app), service_env("no-trust", storage), "/ready"),
-            (SHADOWED, uvicorn(service_app), service_env("shadow", shadowed), "/ready"),
-            (NOOP_2, uvicorn(noop_app, workers=2), {}, "/docs"),
-            (SERVICE_2, uvicorn(service_app, workers=2), service_env("service-2", trusted), "/ready"),
+            (NO_TRUST, uvicorn(SERVICE_APP), service_env("no-trust", storage), "/ready"),
+            (SHADOWED, uvicorn(SERVICE_APP), service_env("shadow", shadowed), "/ready"),
+            (NOOP_2, uvicorn(NOOP_APP, workers=2), {}, "/docs"),
+            (SERVICE_2, uvicorn(SERVICE_APP, workers=2), service_env("service-2", trusted), "/ready"),
             *(
                 []
                 if args.skip_bentoml
@@ -352,10 +355,9 @@ def main() -> int:
             started[name] = f"http://127.0.0.1:{port}/predict"
 
         def contenders(*names: str) -> dict[str, Contender]:
+            routes = {name: route(name) for name in names}
             return {
-                name: Contender(started[ROUTES[name][0]], ROUTES[name][1])
-                for name in names
-                if ROUTES[name][0] in started
+                name: Contender(started[loads], field) for name, (loads, field) in routes.items() if loads in started
             }
 
         groups[1] = interleaved(contenders(SERVICE, SERVICE_RAW, BENTOML), image, 1, args.seconds)

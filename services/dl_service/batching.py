@@ -89,7 +89,8 @@ class MicroBatcher:
         self._waiting: deque[_Pending] = deque()
         self._wake = asyncio.Event()  # set when a request arrives or a batch finishes
         self._in_flight = 0  # batches handed to the inference thread and not yet answered
-        self._last_arrival, self._mean_gap = float("-inf"), float("inf")  # between submitted requests
+        # Between submitted requests; no request yet reads as "no company in sight" (see _arrived).
+        self._last_arrival, self._mean_gap = float("-inf"), 2 * max_wait_seconds
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         # Recording (the log's commit) runs beside inference, so the model never waits for the database.
         self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record")
@@ -191,9 +192,7 @@ class MicroBatcher:
         # Any gap longer than the wait says the same (no company): capped, an idle spell is forgotten
         # after a few close arrivals instead of thousands.
         gap, self._last_arrival = min(now - self._last_arrival, 2 * self.max_wait), now
-        self._mean_gap = (
-            gap if self._mean_gap == float("inf") else GAP_SMOOTHING * gap + (1 - GAP_SMOOTHING) * self._mean_gap
-        )
+        self._mean_gap = GAP_SMOOTHING * gap + (1 - GAP_SMOOTHING) * self._mean_gap
 
     @property
     def wait(self) -> float:
