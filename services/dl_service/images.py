@@ -75,8 +75,9 @@ def decode_checked(content: bytes, image: Image.Image, spec: InputSpec | None) -
     with _refusals():
         image.load()
         shown = upright(image)
-        properties = image_properties(measurable_pixels(shown))
-        pixels = model_pixels(shown, spec) if spec is not None else None
+        stored = measurable_pixels(shown)
+        properties = image_properties(stored)
+        pixels = model_pixels(shown, spec, stored) if spec is not None else None
     return CheckedImage(content, content_hash(content), properties, pixels)
 
 

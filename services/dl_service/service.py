@@ -9,6 +9,7 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -105,14 +106,14 @@ class PredictionService:
         checked = await self._checked(contents)
         outputs = await self.batcher.submit(checked, request_id, started)
         latency_ms = (time.perf_counter() - started) * 1000
-        return [self._answer(output, latency_ms) for output in outputs]
+        return [prediction_body(output, latency_ms, self.config.top_k) for output in outputs]
 
     async def explain(self, content: bytes, request_id: str | None) -> schemas.Explanation:
         started = time.perf_counter()
         checked = (await self._checked([content]))[0]
         output = (await self.batcher.submit([checked], request_id, started))[0]
         heatmap, overlay, view = await run_in_threadpool(explain_as_pngs, output.model, checked)
-        prediction = self._answer(output, (time.perf_counter() - started) * 1000)
+        prediction = prediction_body(output, (time.perf_counter() - started) * 1000, self.config.top_k)
         return schemas.Explanation(**prediction, heatmap_png=heatmap, overlay_png=overlay, image_png=view)
 
     def feedback(self, prediction_id: str, label: str) -> schemas.FeedbackOut:
@@ -124,9 +125,23 @@ class PredictionService:
 
     def record_batch(self, submitted: list[Submitted], outcomes: list[Outcome]) -> list[Outcome]:
         """The micro-batch's group commit, in the batcher's record thread, before any of its requests is answered:
-        a prediction the log cannot keep (a full disk) is answered 503 instead."""
-        if not self.config.log_predictions:
-            return outcomes
+        a prediction the log cannot keep (a full disk) is answered 503 instead. What is answered is counted
+        here too, once per batch rather than once per request on the event loop."""
+        answered = self._log_batch(submitted, outcomes) if self.config.log_predictions else outcomes
+        self._count(answered)
+        return answered
+
+    def _count(self, outcomes: list[Outcome]) -> None:
+        outputs = [outcome for outcome in outcomes if isinstance(outcome, BatchOutput)]
+        predicted = Counter((o.model.version, o.model.class_names[int(o.probabilities.argmax())]) for o in outputs)
+        for (version, label), count in predicted.items():
+            self.metrics.predictions.labels(version, label).inc(count)
+        # Images per model call: a batch the model failed on was split, into calls of their own sizes.
+        for size, images in Counter(output.batch_size for output in outputs).items():
+            for _ in range(-(-images // size)):
+                self.metrics.batch_size.observe(size)
+
+    def _log_batch(self, submitted: list[Submitted], outcomes: list[Outcome]) -> list[Outcome]:
         now, ended = utc_now(), time.perf_counter()
         rows = [
             self._row(item, outcome, (ended - item.started) * 1000, now)
@@ -139,12 +154,6 @@ class PredictionService:
             self.metrics.unlogged.inc(len(rows))
             return [error if isinstance(outcome, BatchOutput) else outcome for outcome in outcomes]
         return outcomes
-
-    def _answer(self, output: BatchOutput, latency_ms: float) -> dict[str, Any]:
-        model, probabilities = output.model, output.probabilities
-        self.metrics.predictions.labels(model.version, model.class_names[int(probabilities.argmax())]).inc()
-        self.metrics.batch_size.observe(output.batch_size)
-        return prediction_body(output, latency_ms, self.config.top_k)
 
     def _row(self, item: Submitted, output: BatchOutput, latency_ms: float, now: datetime) -> dict[str, Any]:
         model, probabilities, image = output.model, output.probabilities, item.image

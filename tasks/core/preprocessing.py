@@ -19,6 +19,7 @@ import tensorflow as tf
 from PIL import Image
 
 CHANNELS = 3
+VIEWABLE_AS_RGB = ("L", "RGB", "RGBA")  # modes whose stored pixels give RGB without Pillow's conversion
 EXIF_ORIENTATION = 0x0112
 # EXIF orientation -> the transpose that shows the image upright (as ImageOps.exif_transpose does).
 UPRIGHT = {
@@ -70,9 +71,17 @@ def as_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # gray replicated, palettes expanded, alpha dropped
 
 
-def model_pixels(image: Image.Image, spec: InputSpec) -> np.ndarray:
+def model_pixels(image: Image.Image, spec: InputSpec, stored: np.ndarray | None = None) -> np.ndarray:
     """A decoded image -> the model's uint8 HxWx3 input. Pillow's bilinear resize is antialiased
-    (its support widens with the scale) and works on uint8, so no float copy of a large image is made."""
+    (its support widens with the scale) and works on uint8, so no float copy of a large image is made.
+
+    ``stored``: the image's pixels as already read (``measurable_pixels``). At the model's size, gray,
+    RGB and RGBA are taken from them as Pillow's conversion would make them (gray replicated, alpha
+    dropped), which spares the service a second read of every upload."""
+    if stored is not None and image.size == (spec.width, spec.height) and image.mode in VIEWABLE_AS_RGB:
+        if stored.ndim == 2:  # gray: the same plane three times, a view (batching stacks it into place)
+            return np.broadcast_to(stored[:, :, None], (*stored.shape, CHANNELS))
+        return stored[:, :, :CHANNELS]
     rgb = as_rgb(image)
     if rgb.size != (spec.width, spec.height):
         rgb = rgb.resize((spec.width, spec.height), Image.Resampling.BILINEAR)

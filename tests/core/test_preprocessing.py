@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
-from tasks.core.preprocessing import InputSpec, preprocess, preprocess_image
+from tasks.core.image_properties import measurable_pixels
+from tasks.core.preprocessing import InputSpec, model_pixels, preprocess, preprocess_image
 
 SPEC = InputSpec(height=28, width=28)
 
@@ -77,3 +78,17 @@ def test_exif_orientation_is_applied(orientation: int, turn: int) -> None:
     Image.fromarray(stored).save(buffer, format="JPEG", quality=95, exif=exif.tobytes())
     seen = preprocess(buffer.getvalue(), SPEC).mean(axis=2)
     assert seen[:8].mean() > 200 and seen[12:].mean() < 40, "the band must be at the top"
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P", "1"])
+@pytest.mark.parametrize("size", [(28, 28), (31, 20)])
+def test_model_input_taken_from_the_stored_pixels_is_the_one_pillow_makes(mode: str, size: tuple[int, int]) -> None:
+    """The service reuses the pixels it measured for the model input: the same bytes as converting anew."""
+    rgba = np.random.default_rng(1).integers(0, 256, (size[1], size[0], 4), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, mode="RGBA").convert(mode).save(buffer, format="PNG")
+    image = Image.open(buffer)
+    image.load()
+    reused = model_pixels(image, SPEC, measurable_pixels(image))
+    assert reused.shape == (28, 28, 3) and reused.dtype == np.uint8
+    np.testing.assert_array_equal(reused, model_pixels(image, SPEC))

@@ -75,6 +75,7 @@ def test_predict_matches_in_process_prediction_and_is_logged(
     rows = wait_for_rows(service_env, 1)
     assert rows[0][0] == body["prediction_id"] and rows[0][1] == "1"
     assert len(eval(rows[0][3])) == 8 and len(eval(rows[0][4])) == 10 and rows[0][5] > 0
+    assert db_rows(service_env, "SELECT request_id FROM predictions") == [("req-1",)]  # the caller's id, kept
 
 
 def test_predict_takes_the_image_as_the_request_body_too(
@@ -91,6 +92,8 @@ def test_predict_takes_the_image_as_the_request_body_too(
     assert {row[0] for row in wait_for_rows(service_env, 2)} == {body.prediction_id, multipart.json()["prediction_id"]}
     documented = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "image/png", "image/jpeg"} <= set(documented)
+    parameters = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["parameters"]
+    assert [(p["name"], p["in"]) for p in parameters] == [("X-Request-ID", "header")]
 
 
 @pytest.mark.parametrize(
@@ -321,9 +324,17 @@ def test_no_model_means_503_with_a_reason(
 
 
 def test_metrics_count_requests_and_served_version(client: TestClient, sample_images: list[Path]) -> None:
-    client.post("/predict", files=upload(sample_images[0].read_bytes()))
+    label = client.post("/predict", files=upload(sample_images[0].read_bytes())).json()["label"]
+    batch = client.post(
+        "/predict/batch", files=[("files", ("a.png", p.read_bytes(), "image/png")) for p in sample_images[:3]]
+    )
+    assert batch.status_code == 200, batch.text
     text = client.get("/metrics").text
     assert 'dl_service_requests_total{endpoint="predict",status="200"} 1.0' in text
+    counted = re.findall(r'dl_service_predictions_total\{model_version="1",predicted_class="([^"]+)"\} (\S+)', text)
+    assert sum(float(count) for _, count in counted) == 4.0 and label in dict(counted)
+    # Images per model call: the lone image, then the three of the batch request in one call.
+    assert "dl_service_batch_size_count 2.0" in text and "dl_service_batch_size_sum 4.0" in text
     assert f'dl_service_model_version{{model="{MODEL_NAME}",version="1"}} 1.0' in text
 
 
