@@ -339,7 +339,12 @@ def main() -> int:
             (NO_TRUST, uvicorn(SERVICE_APP), service_env("no-trust", storage), "/ready"),
             (SHADOWED, uvicorn(SERVICE_APP), service_env("shadow", shadowed), "/ready"),
             (NOOP_2, uvicorn(NOOP_APP, workers=2), {}, "/docs"),
-            (SERVICE_2, uvicorn(SERVICE_APP, workers=2), service_env("service-2", trusted), "/ready"),
+            (
+                SERVICE_2,
+                uvicorn(SERVICE_APP, workers=2),
+                service_env("service-2", trusted, MLOPS_SERVICE_WORKERS="2"),  # told, as gunicorn's workers are
+                "/ready",
+            ),
             *(
                 []
                 if args.skip_bentoml

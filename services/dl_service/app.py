@@ -19,7 +19,7 @@ from services.dl_service import review
 from services.dl_service.api import router
 from services.dl_service.batching import MicroBatcher
 from services.dl_service.metrics import ServiceMetrics
-from services.dl_service.model import ModelManager
+from services.dl_service.model import ModelManager, limit_inference_threads, share_cores
 from services.dl_service.service import PredictionService
 from services.dl_service.shadow import ShadowRunner
 from services.dl_service.store import PredictionLog
@@ -38,6 +38,7 @@ NO_OPENTELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs":
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     config = settings.service
+    limit_inference_threads(share_cores(config.inference_threads, config.workers))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -7,6 +7,7 @@ replacing one reference, so a batch that started on the old version finishes on 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,26 @@ from tasks.core.shadow_pointer import read_shadow
 from tasks.core.trust import TrustModel
 
 logger = logging.getLogger(__name__)
+
+
+def share_cores(inference_threads: int, workers: int) -> int | None:
+    """TensorFlow's threads in this process: as set, or the machine's cores shared among the worker processes.
+    With one worker, None: TensorFlow's default (every core). Measured with two workers on two cores, one
+    thread each spends a quarter less CPU per image than two each fighting over both cores (BENCHMARKS.md)."""
+    if inference_threads:
+        return inference_threads
+    return max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+
+
+def limit_inference_threads(threads: int | None) -> None:
+    """Set before TensorFlow runs anything; a process where it already has (tests) keeps its threads."""
+    if threads is None:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        logger.warning("TensorFlow is already running in this process: its thread counts stay as they are")
 
 
 class ModelUnavailable(MlopsError):

@@ -62,6 +62,12 @@ class ServiceSettings(BaseModel):
         300, gt=0, description="a spool file untouched this long belongs to a dead process and is taken over"
     )
     decode_threads: int = Field(2, gt=0, description="large images decoded at once; bounds decoding memory")
+    workers: int = Field(1, gt=0, description="worker processes serving on this machine (gunicorn's, in the stack)")
+    inference_threads: int = Field(
+        0,
+        ge=0,
+        description="TensorFlow threads per worker process; 0: the machine's cores shared among the workers",
+    )
     model_verify_key: str = Field(
         "", description="base64 Ed25519 public key; model versions must be signed by its private key to load"
     )

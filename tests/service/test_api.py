@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -380,3 +383,28 @@ def test_uploads_are_not_kept_by_default(
         body = client.post("/predict", files=upload(sample_images[0].read_bytes())).json()
     assert not (model_storage / "images").exists()
     assert db_rows(service_env, f"SELECT image_uri FROM predictions WHERE id = '{body['prediction_id']}'") == [(None,)]
+
+
+@pytest.mark.parametrize(
+    ("settings", "threads"),
+    [
+        ({}, "0 0"),  # one worker: TensorFlow's own default (every core)
+        ({"MLOPS_SERVICE_WORKERS": "2"}, f"{max(1, (os.cpu_count() or 1) // 2)} {max(1, (os.cpu_count() or 1) // 2)}"),
+        ({"MLOPS_SERVICE_WORKERS": "2", "MLOPS_SERVICE_INFERENCE_THREADS": "3"}, "3 3"),
+    ],
+)
+def test_worker_processes_share_the_cores_among_their_tensorflow_threads(
+    settings: dict[str, str], threads: str, tmp_path: Path
+) -> None:
+    """Each worker process, as it starts, gives TensorFlow its share of the machine's cores."""
+    script = (
+        "import tensorflow as tf\n"
+        "from services.dl_service.app import create_app\n"
+        "create_app()\n"
+        "print(tf.config.threading.get_intra_op_parallelism_threads(),"
+        " tf.config.threading.get_inter_op_parallelism_threads())\n"
+    )
+    env = {**os.environ, "MLOPS_HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3", **settings}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == threads
