@@ -75,6 +75,7 @@ bench: install data ## benchmarks (after make run): input pipeline, serving vs p
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/batch_wait.py
 	$(BIN)/python benchmarks/server_stack.py
+	$(BIN)/python benchmarks/log_commit.py
 	$(BIN)/python benchmarks/monitoring.py
 	$(BIN)/python benchmarks/trust.py
 	$(BIN)/python benchmarks/accuracy_estimation.py

@@ -12,6 +12,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +24,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from deployments.stack.servers import PostgresCluster, free_port
-from services.dl_service.store import PredictionLog
+from services.dl_service.store import PredictionLog, new_prediction_id
 from tasks.core.settings import REPO_ROOT
 from tests.helpers.service import wait_until
 
@@ -267,3 +269,18 @@ def test_every_answered_prediction_is_logged_once_through_outages_and_a_killed_w
     spool = Path(service_env["MLOPS_HOME"]) / "spool"
     wait_until(lambda: not [p for p in spool.iterdir() if p.suffix != ".ndjson"], "the spool drained", 30)
     assert not (spool / "rejected.ndjson").exists()
+
+
+def test_prediction_ids_are_unguessable_uuids_that_sort_in_the_order_they_were_made() -> None:
+    made = []
+    for _ in range(5):
+        made += [new_prediction_id() for _ in range(2_000)]
+        time.sleep(0.002)  # the next ones carry a later millisecond
+    ids = [uuid.UUID(value) for value in made]
+    assert {(i.version, i.variant) for i in ids} == {(7, uuid.RFC_4122)}
+    assert len(set(made)) == len(made)
+    milliseconds = [i.int >> 80 for i in ids]
+    assert milliseconds == sorted(milliseconds) and abs(milliseconds[-1] - time.time() * 1000) < 5_000
+    # Within one millisecond the order is random: 74 of the 128 bits are, so an id cannot be guessed.
+    random_parts = {i.int & ((1 << 76) - 1) for i in ids}  # below the version: 12 + 62 random bits, the variant
+    assert len(random_parts) == len(ids)
