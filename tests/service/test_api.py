@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi import Request
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from services.dl_service import schemas
+from services.dl_service.api import plain_form_file
 from services.dl_service.app import create_app
 from tasks.core.pointer import write_pointer
 from tasks.core.settings import ServiceSettings, Settings
@@ -408,3 +411,92 @@ def test_worker_processes_share_the_cores_among_their_tensorflow_threads(
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == threads
+
+
+def form(boundary: bytes, parts: list[tuple[bytes, bytes]], preamble: bytes = b"") -> bytes:
+    """A multipart body written by hand: each part is (its header lines, its content)."""
+    body = preamble
+    for headers, content in parts:
+        body += b"--" + boundary + b"\r\n" + headers + b"\r\n\r\n" + content + b"\r\n"
+    return body + b"--" + boundary + b"--\r\n"
+
+
+def file_part(content: bytes, extra: bytes = b"\r\nContent-Type: image/png", name: bytes = b"file") -> tuple:
+    return (b'Content-Disposition: form-data; name="' + name + b'"; filename="shirt.png"' + extra, content)
+
+
+FORMS: dict[str, tuple[Callable[[bytes], bytes], str, bool]] = {
+    # name: (body from the image, Content-Type, read by the two-search path)
+    "as curl -F sends it": (lambda image: form(b"xYz1", [file_part(image)]), "boundary=xYz1", True),
+    "no part Content-Type": (lambda image: form(b"b", [file_part(image, b"")]), "boundary=b", True),
+    "quoted boundary": (lambda image: form(b"a b", [file_part(image)]), 'boundary="a b"', True),
+    "header names in capitals": (
+        lambda image: form(b"q", [(b'CONTENT-DISPOSITION: form-data; name=file; filename="x"', image)]),
+        "boundary=q",
+        True,
+    ),
+    "a field before the file": (
+        lambda image: form(b"f", [(b'Content-Disposition: form-data; name="note"', b"hi"), file_part(image)]),
+        "boundary=f",
+        False,
+    ),
+}
+
+
+def starlette_request(body: bytes, content_type: str, declared: bool = True) -> Request:
+    headers = [(b"content-type", content_type.encode())]
+    if declared:
+        headers.append((b"content-length", str(len(body)).encode()))
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request({"type": "http", "method": "POST", "path": "/predict", "headers": headers}, receive)
+
+
+@pytest.mark.parametrize("name", list(FORMS))
+def test_every_form_carrying_one_image_is_read_as_its_raw_body_would_be(
+    client: TestClient, sample_images: list[Path], name: str
+) -> None:
+    image = sample_images[0].read_bytes()
+    make, boundary, plain = FORMS[name]
+    body, content_type = make(image), f"multipart/form-data; {boundary}"
+    read = asyncio.run(plain_form_file(starlette_request(body, content_type), 10 * 1024 * 1024))
+    assert read == (image if plain else None)  # the two-search path, or the general parser for the rest
+    response = client.post("/predict", content=body, headers={"Content-Type": content_type})
+    raw = client.post("/predict", content=image, headers={"Content-Type": "image/png"})
+    assert response.status_code == raw.status_code == 200, response.text
+    assert response.json()["probabilities"] == raw.json()["probabilities"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        (form(b"t", [file_part(b"\x89PNG-one"), file_part(b"\x89PNG-two")]), 400, "Too many files"),
+        (form(b"n", [(b'Content-Disposition: form-data; name="file"', b"not a file")]), 422, "no 'file' field"),
+        (form(b"p", [file_part(b"\x89PNG")], b"ignore me\r\n"), 400, "Invalid multipart data"),
+    ],
+    ids=["two-files", "file-without-filename", "preamble"],
+)
+def test_a_form_the_two_searches_decline_gets_the_general_parsers_answer(
+    client: TestClient, body: bytes, status: int, reason: str
+) -> None:
+    client.app.state.settings.service.max_upload_bytes = 1000  # type: ignore[attr-defined]
+    content_type = f"multipart/form-data; boundary={body[2:3].decode()}"
+    assert asyncio.run(plain_form_file(starlette_request(body, content_type), 1000)) is None
+    response = client.post("/predict", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == status and reason in response.json()["detail"], response.text
+
+
+def test_a_form_without_a_declared_length_goes_to_the_general_parser() -> None:
+    body = form(b"c", [file_part(b"\x89PNG")])
+    request = starlette_request(body, "multipart/form-data; boundary=c", declared=False)
+    assert asyncio.run(plain_form_file(request, 1000)) is None
+
+
+@pytest.mark.parametrize("size", [2_000, 100_000])  # within the form framing allowed for, and beyond it
+def test_an_oversized_image_in_a_form_is_refused_with_the_limit(client: TestClient, size: int) -> None:
+    client.app.state.settings.service.max_upload_bytes = 1000  # type: ignore[attr-defined]
+    body = form(b"o", [file_part(b"\x89PNG" + bytes(size))])
+    response = client.post("/predict", content=body, headers={"Content-Type": "multipart/form-data; boundary=o"})
+    assert response.status_code == 413 and "the limit is 1,000" in response.json()["detail"], response.text
