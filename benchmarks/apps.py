@@ -13,8 +13,8 @@ import keras
 import numpy as np
 from fastapi import FastAPI, File, Request, UploadFile
 
-from services.dl_service.api import read_image_upload
 from services.dl_service.app import NO_OPENTELEMETRY
+from services.dl_service.uploads import read_image_upload
 from tasks.core.preprocessing import InputSpec, preprocess
 
 

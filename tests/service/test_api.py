@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from services.dl_service import schemas
-from services.dl_service.api import plain_form_file
 from services.dl_service.app import create_app
+from services.dl_service.uploads import plain_form_file
 from tasks.core.pointer import write_pointer
 from tasks.core.settings import ServiceSettings, Settings
 from tasks.core.signing import generate_private_key, public_key_text
