@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -50,24 +49,12 @@ def main() -> int:
         for concurrency, names in ((1, (ADAPTIVE, NO_WAIT)), (32, tuple(started))):
             rounds = serving.interleaved({name: started[name] for name in names}, image, concurrency, args.seconds)
             print(f"\nconcurrency {concurrency}, median of {args.rounds} interleaved rounds")
-            for name, runs in rounds.items():
-                median = serving.median_run(runs)
-                print(
-                    f"  {name:<26}"
-                    + "  ".join(f"{r.requests_per_second:>6,.0f}" for r in runs)
-                    + f"  req/s; median {median.requests_per_second:,.0f}, p50 {median.p50_ms:.1f} ms, "
-                    f"p99 {median.p99_ms:.1f} ms, failed {sum(r.failed for r in runs)}"
-                )
+            serving.print_rounds(rounds, 26)
             pairs = [(ADAPTIVE, NO_WAIT)] + (
                 [(SHADOW_ADAPTIVE, ADAPTIVE), (SHADOW_NO_WAIT, NO_WAIT)] if concurrency > 1 else []
             )
             for with_it, against in pairs:
-                ratios = [
-                    a.requests_per_second / b.requests_per_second
-                    for a, b in zip(rounds[with_it], rounds[against], strict=True)
-                ]
-                spread = f"paired rounds {min(ratios):.3f}..{max(ratios):.3f}"
-                print(f"  {with_it} / {against}: {statistics.median(ratios):.3f} ({spread})")
+                serving.print_paired(f"{with_it} / {against}", rounds[with_it], rounds[against])
     return 0
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -80,22 +79,10 @@ def main() -> int:
             }
             rounds = serving.interleaved(contenders, image, 32, args.seconds)
             print(f"\nconcurrency 32, {body}, median of {args.rounds} interleaved rounds")
-            for name, runs in rounds.items():
-                median = serving.median_run(runs)
-                print(
-                    f"  {name:<34}"
-                    + "  ".join(f"{r.requests_per_second:>6,.0f}" for r in runs)
-                    + f"  req/s; median {median.requests_per_second:,.0f}, p50 {median.p50_ms:.1f} ms, "
-                    f"p99 {median.p99_ms:.1f} ms, failed {sum(r.failed for r in runs)}"
-                )
+            serving.print_rounds(rounds, 34)
             for app_name in ("no-op", "/predict"):
                 with_it, against = f"{app_name} on granian, {body}", f"{app_name} on uvicorn, {body}"
-                ratios = [
-                    a.requests_per_second / b.requests_per_second
-                    for a, b in zip(rounds[with_it], rounds[against], strict=True)
-                ]
-                spread = f"paired rounds {min(ratios):.3f}..{max(ratios):.3f}"
-                print(f"  granian / uvicorn, {app_name}: {statistics.median(ratios):.3f} ({spread})")
+                serving.print_paired(f"granian / uvicorn, {app_name}", rounds[with_it], rounds[against])
     return 0
 
 

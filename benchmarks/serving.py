@@ -307,6 +307,29 @@ def interleaved(
     return rounds
 
 
+def paired(with_it: list[LoadResult], without: list[LoadResult]) -> tuple[float, float, float]:
+    """Median, low and high of the per-round ratios of two contenders' rates (each round ran both back to back)."""
+    ratios = sorted(a.requests_per_second / b.requests_per_second for a, b in zip(with_it, without, strict=True))
+    return statistics.median(ratios), ratios[0], ratios[-1]
+
+
+def print_rounds(rounds: dict[str, list[LoadResult]], width: int) -> None:
+    """Each contender's rate in every round, then its median round's rate, latencies and failures."""
+    for name, runs in rounds.items():
+        middle = median_run(runs)
+        print(
+            f"  {name:<{width}}"
+            + "  ".join(f"{r.requests_per_second:>6,.0f}" for r in runs)
+            + f"  req/s; median {middle.requests_per_second:,.0f}, p50 {middle.p50_ms:.1f} ms, "
+            f"p99 {middle.p99_ms:.1f} ms, failed {sum(r.failed for r in runs)}"
+        )
+
+
+def print_paired(what: str, with_it: list[LoadResult], without: list[LoadResult]) -> None:
+    middle, low, high = paired(with_it, without)
+    print(f"  {what}: {middle:.3f} (paired rounds {low:.3f}..{high:.3f})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each load run")
@@ -424,17 +447,9 @@ def report(raw: float, groups: dict[int, dict[str, list[LoadResult]]]) -> None:
     def rate(name: str, concurrency: int) -> float:
         return median[(name, concurrency)].requests_per_second
 
-    def paired(with_it: str, without: str, concurrency: int) -> tuple[float, float, float]:
-        """Median, low and high of the per-round ratios: each round runs both back to back."""
-        rounds = groups[concurrency]
-        ratios = sorted(
-            a.requests_per_second / b.requests_per_second for a, b in zip(rounds[with_it], rounds[without], strict=True)
-        )
-        return statistics.median(ratios), ratios[0], ratios[-1]
-
     def ratio_line(what: str, with_it: str, without: str, concurrency: int, target: str) -> None:
         if (with_it, concurrency) in median and (without, concurrency) in median:
-            middle, low, high = paired(with_it, without, concurrency)
+            middle, low, high = paired(groups[concurrency][with_it], groups[concurrency][without])
             print(f"{what:<52}{middle:>6.2f}x (paired rounds {low:.2f}..{high:.2f}; target {target})")
 
     print()
@@ -459,7 +474,7 @@ def report(raw: float, groups: dict[int, dict[str, list[LoadResult]]]) -> None:
         ("cost of a shadow version", SHADOWED, SERVICE, 10),
     )
     for what, with_it, without, target in costs:
-        middle, low, high = paired(with_it, without, 32)
+        middle, low, high = paired(groups[32][with_it], groups[32][without])
         print(
             f"{what:<52}{100 * (1 - middle):>5.1f}% (median of {ROUNDS} paired rounds, "
             f"range {100 * (1 - high):.0f}..{100 * (1 - low):.0f}%; target <= {target}%)"

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 bind = os.environ.get("MLOPS_SERVICE_BIND", "0.0.0.0:8000")
-workers = int(os.environ.get("MLOPS_SERVICE_WORKERS", "2"))
+# Set in the environment the workers inherit: each shares the cores among its TensorFlow threads by it.
+workers = int(os.environ.setdefault("MLOPS_SERVICE_WORKERS", "2"))
 worker_class = "uvicorn_worker.UvicornWorker"
 timeout = 120  # model loading at start-up runs off the event loop, but give slow disks room
 graceful_timeout = 30  # in-flight requests finish on shutdown and on reload

@@ -91,7 +91,7 @@ def decode_checked(content: bytes, image: Image.Image, spec: InputSpec | None) -
 def plain_png_pixels(content: bytes, image: Image.Image) -> np.ndarray | None:
     """The stored pixels of a plain PNG (8-bit gray, RGB or RGBA, not interlaced, no transparency key, nothing
     that could turn it), decoded by libpng in one call: the same array Pillow's decoder gives, for about a
-    third of its cost on the request path (tests/service/test_hostile_uploads.py compares the two). None for
+    third of its cost on the request path (tests/service/test_image_checks.py compares the two). None for
     any other image, which Pillow decodes."""
     if image.format != "PNG" or image.mode not in PLAIN_PNG_MODES or "transparency" in image.info:
         return None

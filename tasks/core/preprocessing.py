@@ -3,10 +3,11 @@
 An encoded image (PNG, JPEG, GIF, BMP) becomes a uint8 RGB array of the model's input size.
 One decoder (Pillow) serves every caller, so what the service checked is exactly what the model
 sees (the service decodes plain PNGs with libpng in one call, proven to give the same pixels:
-services/dl_service/images.py): the first frame only, turned upright by its EXIF orientation (a photographed JPEG is
-classified the way it is displayed), grayscale replicated to three channels, alpha dropped, and
-resized with antialiased bilinear interpolation only when its size differs. Scaling to [0, 1]
-happens inside the model (its first layer), so every caller hands the model the same uint8 pixels.
+services/dl_service/images.py): the first frame only, turned upright by its EXIF orientation (a
+photographed JPEG is classified the way it is displayed), grayscale replicated to three channels,
+alpha dropped, and resized with antialiased bilinear interpolation only when its size differs.
+Scaling to [0, 1] happens inside the model (its first layer), so every caller hands the model the
+same uint8 pixels.
 """
 
 from __future__ import annotations
