@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.dl_service import schemas
 from services.dl_service.batching import BatchOutput, MicroBatcher, Outcome, Submitted
-from services.dl_service.images import CheckedImage, ImageRejected, decode_checked, open_checked
+from services.dl_service.images import CheckedImage, ImageRejected, Opened, decode_checked, open_checked
 from services.dl_service.metrics import ServiceMetrics
 from services.dl_service.model import ModelManager, ServedModel
 from services.dl_service.store import LogUnavailable, PredictionLog, utc_now
@@ -71,7 +71,7 @@ class PredictionService:
         """Refuse bad input with a reason (naming which image); decode and measure the rest, one at a time."""
         return self._decode_all(contents, self._open_all(contents), spec)
 
-    def _open_all(self, contents: list[bytes]) -> list[Image.Image]:
+    def _open_all(self, contents: list[bytes]) -> list[Opened]:
         """Headers only: limits are checked before any pixel is decoded."""
         opened = []
         for index, content in enumerate(contents):
@@ -79,9 +79,7 @@ class PredictionService:
                 opened.append(open_checked(content, self.config.max_upload_bytes, self.config.max_pixels))
         return opened
 
-    def _decode_all(
-        self, contents: list[bytes], opened: list[Image.Image], spec: InputSpec | None
-    ) -> list[CheckedImage]:
+    def _decode_all(self, contents: list[bytes], opened: list[Opened], spec: InputSpec | None) -> list[CheckedImage]:
         checked = []
         for index, (content, image) in enumerate(zip(contents, opened, strict=True)):
             with _naming(index):

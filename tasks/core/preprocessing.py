@@ -74,17 +74,23 @@ def as_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # gray replicated, palettes expanded, alpha dropped
 
 
-def model_pixels(image: Image.Image, spec: InputSpec, stored: np.ndarray | None = None) -> np.ndarray:
+def model_pixels(image: Image.Image | None, spec: InputSpec, stored: np.ndarray | None = None) -> np.ndarray:
     """A decoded image -> the model's uint8 HxWx3 input. Pillow's bilinear resize is antialiased
     (its support widens with the scale) and works on uint8, so no float copy of a large image is made.
 
     ``stored``: the image's pixels as already read (``measurable_pixels``). At the model's size, gray,
     RGB and RGBA are taken from them as Pillow's conversion would make them (gray replicated, alpha
-    dropped), which spares the service a second read of every upload."""
-    if stored is not None and image.size == (spec.width, spec.height) and image.mode in VIEWABLE_AS_RGB:
+    dropped), which spares the service a second read of every upload. ``image`` may be None when
+    ``stored`` holds 8-bit gray, RGB or RGBA pixels (decoded without Pillow)."""
+    at_model_size = stored is not None and stored.shape[:2] == (spec.height, spec.width)
+    if stored is not None and at_model_size and (image is None or image.mode in VIEWABLE_AS_RGB):
         if stored.ndim == 2:  # gray: the same plane three times (one call in C; numpy's ways cost 3-8 us)
             return cv2.cvtColor(np.ascontiguousarray(stored), cv2.COLOR_GRAY2RGB)
         return stored[:, :, :CHANNELS]
+    if image is None:
+        if stored is None:
+            raise ValueError("model_pixels needs the image or its stored pixels")
+        image = Image.fromarray(stored)
     rgb = as_rgb(image)
     if rgb.size != (spec.width, spec.height):
         rgb = rgb.resize((spec.width, spec.height), Image.Resampling.BILINEAR)

@@ -1,6 +1,7 @@
-"""The checks' two decoders agree: a plain PNG decoded by libpng in one call gives exactly the pixels, the
-properties and the model input that Pillow's path (the one training uses) gives, and anything that is not
-plain (a palette, a transparency key, an orientation, gray with alpha) goes through Pillow itself."""
+"""The checks' two decoders agree: a plain PNG, its header read from IHDR and its pixels decoded by libpng in
+one call, gives exactly the pixels, the properties and the model input that Pillow's path (the one training
+uses) gives, and anything that is not plain (a palette, a transparency key, an orientation, gray with alpha,
+an animation) goes through Pillow itself."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from services.dl_service.images import ImageRejected, check_image, open_checked, plain_png_pixels
+from services.dl_service.images import ImageRejected, PlainPng, check_image, open_checked, plain_png_pixels
 from tasks.core.image_properties import image_properties, measurable_pixels
 from tasks.core.preprocessing import EXIF_ORIENTATION, InputSpec, model_pixels, upright
 
@@ -71,13 +72,16 @@ PLAIN = {
 @pytest.mark.parametrize("name", list(PLAIN))
 def test_a_plain_png_decodes_to_the_pixels_properties_and_model_input_pillow_gives(name: str) -> None:
     content = PLAIN[name]
-    assert plain_png_pixels(content, open_checked(content, *LIMITS)) is not None, "expected the one-call decoder"
+    header = open_checked(content, *LIMITS)
+    assert isinstance(header, PlainPng), "expected the plain path, without Pillow"
     stored, properties, model_input = pillow_reference(content)
+    pillow = Image.open(io.BytesIO(content))
+    assert (header.width, header.height, header.mode) == (*pillow.size, pillow.mode)
     checked = check_image(content, *LIMITS, SPEC)
     assert checked.properties == properties
     assert checked.pixels is not None
     np.testing.assert_array_equal(checked.pixels, model_input)
-    np.testing.assert_array_equal(plain_png_pixels(content, open_checked(content, *LIMITS)), stored)
+    np.testing.assert_array_equal(plain_png_pixels(content, header), stored)
 
 
 def turned(orientation: int) -> bytes:
@@ -103,11 +107,27 @@ NOT_PLAIN = {
 @pytest.mark.parametrize("name", list(NOT_PLAIN))
 def test_anything_but_a_plain_png_goes_through_pillow_and_is_turned_as_it_says(name: str) -> None:
     content = NOT_PLAIN[name]
-    assert plain_png_pixels(content, open_checked(content, *LIMITS)) is None
+    assert isinstance(open_checked(content, *LIMITS), Image.Image), "expected Pillow's path"
     _, properties, model_input = pillow_reference(content)
     checked = check_image(content, *LIMITS, SPEC)
     assert checked.properties == properties
     np.testing.assert_array_equal(checked.pixels, model_input)
+
+
+def test_a_plain_png_past_the_pixel_limit_is_refused_from_its_header() -> None:
+    content = png(noise("L", (300, 200), 14))
+    with pytest.raises(ImageRejected) as refused:
+        open_checked(content, LIMITS[0], 59_999)
+    assert refused.value.status_code == 413
+    assert refused.value.reason == "image is 300x200 = 60,000 pixels; the limit is 59,999"
+
+
+def test_an_animated_png_goes_to_pillow_and_is_refused() -> None:
+    frames = [noise("L", (28, 28), seed) for seed in (15, 16)]
+    content = png(frames[0], save_all=True, append_images=frames[1:])  # 8-bit gray: plain, but for acTL
+    with pytest.raises(ImageRejected) as refused:
+        open_checked(content, *LIMITS)
+    assert refused.value.status_code == 415 and "animated images are not supported" in refused.value.reason
 
 
 def test_the_turned_png_is_shown_upright() -> None:
