@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -41,6 +42,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -75,6 +77,29 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     failed: int
+    cores: float = float("nan")  # CPU the server's processes used during the run, in cores
+    loop_busy: float = float("nan")  # share of the run its worker processes' main threads (event loops) ran
+    load_cores: float = float("nan")  # CPU wrk itself used, in cores
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return 1000 * self.cores / self.requests_per_second if self.requests_per_second else float("nan")
+
+
+def cpu_seconds(pid: int) -> dict[int, tuple[float, float]]:
+    """CPU time so far of a server and its worker processes: pid -> (all its threads, its main thread)."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return {}
+    seconds: dict[int, tuple[float, float]] = {}
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            main = next((t.user_time + t.system_time for t in process.threads() if t.id == process.pid), 0.0)
+            seconds[process.pid] = (times.user + times.system, main)
+    return seconds
 
 
 def build_model(workdir: Path, images: np.ndarray) -> tuple[Path, Path, Path, Path]:
@@ -168,6 +193,7 @@ def raw_throughput(model_path: Path, image: Path, seconds: float, batch: int = 3
 
 @contextmanager
 def server(command: list[str], env: dict[str, str], port: int, ready_path: str, log: Path):  # type: ignore[no-untyped-def]
+    """The server running and ready; yields its process (whose pid names its workers too, for cpu_seconds)."""
     with log.open("w") as output:
         process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=output, stderr=output)
         try:
@@ -183,7 +209,7 @@ def server(command: list[str], env: dict[str, str], port: int, ready_path: str, 
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{command[0:4]} never became ready:\n{log.read_text()[-3000:]}")
                 time.sleep(0.5)
-            yield
+            yield process
         finally:
             process.terminate()
             try:
@@ -214,17 +240,31 @@ def wrk(url: str, image: Path, concurrency: int, seconds: float, field: str = "f
     return json.loads(line[5:])
 
 
-def measure(name: str, url: str, image: Path, concurrency: int, seconds: float, field: str = "file") -> LoadResult:
+def measure(
+    name: str, url: str, image: Path, concurrency: int, seconds: float, field: str = "file", pid: int | None = None
+) -> LoadResult:
+    """One wrk run after a warm-up; with the server's ``pid``, also the CPU its processes and wrk used."""
     wrk(url, image, concurrency, min(2.0, seconds), field)  # warm-up
+    before, load_before = cpu_seconds(pid) if pid else {}, resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
     summary = wrk(url, image, concurrency, seconds, field)
-    return LoadResult(
+    wall = time.perf_counter() - started
+    after, load_after = cpu_seconds(pid) if pid else {}, resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = LoadResult(
         name,
         concurrency,
         summary["requests"] / (summary["duration_us"] / 1e6),
         summary["p50_us"] / 1000,
         summary["p99_us"] / 1000,
         int(summary["errors"] + summary["non2xx"]),
+        load_cores=(load_after.ru_utime + load_after.ru_stime - load_before.ru_utime - load_before.ru_stime) / wall,
     )
+    used = {pid: (after[pid][0] - before[pid][0], after[pid][1] - before[pid][1]) for pid in after if pid in before}
+    if used:
+        result.cores = sum(total for total, _ in used.values()) / wall
+        loops = [main / wall for _, main in used.values() if main > 0.05 * wall]  # not a supervisor's idle loop
+        result.loop_busy = statistics.mean(loops) if loops else 0.0
+    return result
 
 
 def uvicorn(factory: str, workers: int = 1) -> list[str]:
@@ -287,10 +327,12 @@ def service_settings(state: Path, storage_url: Path, **settings: str) -> dict[st
 
 @dataclass(frozen=True)
 class Contender:
-    """One server under load: where to send, and how (``field``: the multipart field, "-" the raw body)."""
+    """One server under load: where to send, how (``field``: the multipart field, "-" the raw body), and
+    the server's process id, whose CPU is measured."""
 
     url: str
     field: str = "file"
+    pid: int | None = None
 
 
 def interleaved(
@@ -303,7 +345,9 @@ def interleaved(
     for round_number in range(ROUNDS):
         order = list(contenders.items()) if round_number % 2 == 0 else list(reversed(contenders.items()))
         for name, contender in order:
-            rounds[name].append(measure(name, contender.url, image, concurrency, seconds, contender.field))
+            rounds[name].append(
+                measure(name, contender.url, image, concurrency, seconds, contender.field, contender.pid)
+            )
     return rounds
 
 
@@ -350,6 +394,7 @@ def main() -> int:
 
         bento = {"BENCH_MODEL_PATH": str(model_path)}
         started: dict[str, str] = {}
+        pids: dict[str, int] = {}
         for name, command, env, ready in (
             (NOOP, uvicorn(NOOP_APP), {}, "/docs"),
             (SERVICE, uvicorn(SERVICE_APP), service_env("service", trusted), "/ready"),
@@ -379,13 +424,15 @@ def main() -> int:
         ):
             port = free_port()
             command = [*command, "--port", str(port)]
-            servers.enter_context(server(command, env, port, ready, workdir / f"{port}.log"))
-            started[name] = f"http://127.0.0.1:{port}/predict"
+            process = servers.enter_context(server(command, env, port, ready, workdir / f"{port}.log"))
+            started[name], pids[name] = f"http://127.0.0.1:{port}/predict", process.pid
 
         def contenders(*names: str) -> dict[str, Contender]:
             routes = {name: route(name) for name in names}
             return {
-                name: Contender(started[loads], field) for name, (loads, field) in routes.items() if loads in started
+                name: Contender(started[loads], field, pids[loads])
+                for name, (loads, field) in routes.items()
+                if loads in started
             }
 
         groups[1] = interleaved(contenders(SERVICE, SERVICE_RAW, BENTOML), image, 1, args.seconds)
@@ -399,14 +446,14 @@ def main() -> int:
             contenders(SERVICE, SERVICE_2, SERVICE_2_RAW, NOOP_2, BENTOML_2), image, 64, args.seconds
         )
         shadow_coverage = shadowed_share(started[SHADOWED].removesuffix("/predict"))
-        groups[8] = {SERVICE: [measure(SERVICE, started[SERVICE], image, 8, args.seconds)]}
+        groups[8] = {SERVICE: [measure(SERVICE, started[SERVICE], image, 8, args.seconds, pid=pids[SERVICE])]}
         servers.close()
         port = free_port()
         url = f"http://127.0.0.1:{port}/predict"
         with server(
             [*uvicorn("benchmarks.apps:create_naive_app"), "--port", str(port)], bento, port, "/docs", workdir / "v.log"
-        ):
-            groups[32][NAIVE] = [measure(NAIVE, url, image, 32, args.seconds)]
+        ) as naive:
+            groups[32][NAIVE] = [measure(NAIVE, url, image, 32, args.seconds, pid=naive.pid)]
     report(raw, groups)
     print(f"shadow coverage: {shadow_coverage:.1%} of answered predictions also predicted by the shadow")
     return 0
@@ -438,9 +485,15 @@ def report(raw: float, groups: dict[int, dict[str, list[LoadResult]]]) -> None:
             median[(name, concurrency)] = median_run(runs)
             if len(runs) > 1:
                 print(f"  {name:<40}" + "  ".join(f"{r.requests_per_second:>7,.0f}" for r in runs) + "  req/s")
-    print(f"\n{'server':<42}{'conc.':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
+    print(
+        f"\n{'server':<42}{'conc.':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}"
+        f"{'cores':>7}{'CPU ms/req':>11}{'loop busy':>10}{'wrk cores':>10}"
+    )
     for (name, concurrency), r in sorted(median.items(), key=lambda item: (item[0][1], item[0][0])):
-        print(f"{name:<42}{concurrency:>6}{r.requests_per_second:>10,.0f}{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.failed:>8}")
+        print(
+            f"{name:<42}{concurrency:>6}{r.requests_per_second:>10,.0f}{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.failed:>8}"
+            f"{r.cores:>7.2f}{r.cpu_ms_per_request:>11.3f}{r.loop_busy:>10.0%}{r.load_cores:>10.2f}"
+        )
     failed = sum(r.failed for rounds in groups.values() for runs in rounds.values() for r in runs)
     print(f"\nfailed requests in every run together: {failed} (target 0)")
 
@@ -468,6 +521,7 @@ def report(raw: float, groups: dict[int, dict[str, list[LoadResult]]]) -> None:
     ratio_line("2 processes vs 1, concurrency 64", SERVICE_2, SERVICE, 64, ">= 1.6")
     ratio_line("2 processes vs BentoML with 2 workers, concurrency 64", SERVICE_2, BENTOML_2, 64, ">= 3")
     ratio_line("2 processes vs the 2-process no-op, concurrency 64", SERVICE_2, NOOP_2, 64, "none")
+    where_the_time_goes(median)
     costs = (
         ("cost of the durable prediction log", SERVICE, NO_LOG, 15),
         ("cost of the trust layer", SERVICE, NO_TRUST, 5),
@@ -478,6 +532,31 @@ def report(raw: float, groups: dict[int, dict[str, list[LoadResult]]]) -> None:
         print(
             f"{what:<52}{100 * (1 - middle):>5.1f}% (median of {ROUNDS} paired rounds, "
             f"range {100 * (1 - high):.0f}..{100 * (1 - low):.0f}%; target <= {target}%)"
+        )
+
+
+def where_the_time_goes(median: dict[tuple[str, int], LoadResult]) -> None:
+    """What bounds the two ratios that compare the service with itself: how much of the run one process's
+    event loop was busy, and how many requests per second the cores wrk leaves can hold at the CPU each
+    request costs."""
+    if (SERVICE, 32) in median and (NOOP, 32) in median:
+        service, noop = median[(SERVICE, 32)], median[(NOOP, 32)]
+        print(
+            f"{'at 32, the event loop ran (of the run)':<52}{service.loop_busy:>6.0%} for /predict, "
+            f"{noop.loop_busy:.0%} for the no-op; CPU per request {service.cpu_ms_per_request:.3f} ms "
+            f"and {noop.cpu_ms_per_request:.3f} ms"
+        )
+    if (SERVICE, 64) in median and (SERVICE_2, 64) in median:
+        one, two, cores = median[(SERVICE, 64)], median[(SERVICE_2, 64)], os.cpu_count() or 1
+        left = cores - two.load_cores  # what wrk leaves of the machine
+        print(
+            f"{'at 64, 2 processes used (cores)':<52}{two.cores:>6.2f} of {cores} (wrk {two.load_cores:.2f}), "
+            f"{two.cpu_ms_per_request:.3f} ms CPU per request (one process: {one.cpu_ms_per_request:.3f})"
+        )
+        print(
+            f"{'  the cores wrk leaves hold, at that cost':<52}{1000 * left / two.cpu_ms_per_request:>6,.0f} req/s; "
+            f"1.6x one process ({1.6 * one.requests_per_second:,.0f}) needs <= "
+            f"{1000 * left / (1.6 * one.requests_per_second):.3f} ms per request"
         )
 
 
