@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -80,10 +80,30 @@ class LoadResult:
     cores: float = float("nan")  # CPU the server's processes used during the run, in cores
     loop_busy: float = float("nan")  # share of the run its worker processes' main threads (event loops) ran
     load_cores: float = float("nan")  # CPU wrk itself used, in cores
+    stages: dict[str, tuple[float, float]] = field(default_factory=dict)  # dl_service: stage -> (batches, seconds)
+    wall_seconds: float = float("nan")  # the run, timed around wrk (CPU and stages are counted over it)
 
     @property
     def cpu_ms_per_request(self) -> float:
         return 1000 * self.cores / self.requests_per_second if self.requests_per_second else float("nan")
+
+
+def batch_stages(url: str) -> dict[str, tuple[float, float]]:
+    """dl_service's micro-batches so far, from its /metrics: stage -> (batches, seconds) for each stage of
+    dl_service_batch_stage_seconds, and "images" -> (model calls, images); empty for other servers."""
+    try:
+        page = httpx.get(url.removesuffix("/predict") + "/metrics", timeout=30).text
+    except httpx.HTTPError:
+        return {}
+    totals: dict[str, list[float]] = {}
+    for line in page.splitlines():
+        name, _, value = line.rpartition(" ")
+        for metric, index in (("_count", 0), ("_sum", 1)):
+            if name.startswith(f"dl_service_batch_stage_seconds{metric}{{stage="):
+                totals.setdefault(name.split('"')[1], [0.0, 0.0])[index] = float(value)
+            elif name == f"dl_service_batch_size{metric}":
+                totals.setdefault("images", [0.0, 0.0])[index] = float(value)
+    return {stage: (count, total) for stage, (count, total) in totals.items()}
 
 
 def cpu_seconds(pid: int) -> dict[int, tuple[float, float]]:
@@ -245,11 +265,13 @@ def measure(
 ) -> LoadResult:
     """One wrk run after a warm-up; with the server's ``pid``, also the CPU its processes and wrk used."""
     wrk(url, image, concurrency, min(2.0, seconds), field)  # warm-up
+    stages_before = batch_stages(url)
     before, load_before = cpu_seconds(pid) if pid else {}, resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     summary = wrk(url, image, concurrency, seconds, field)
     wall = time.perf_counter() - started
     after, load_after = cpu_seconds(pid) if pid else {}, resource.getrusage(resource.RUSAGE_CHILDREN)
+    stages_after = batch_stages(url)
     result = LoadResult(
         name,
         concurrency,
@@ -257,7 +279,13 @@ def measure(
         summary["p50_us"] / 1000,
         summary["p99_us"] / 1000,
         int(summary["errors"] + summary["non2xx"]),
+        wall_seconds=wall,
         load_cores=(load_after.ru_utime + load_after.ru_stime - load_before.ru_utime - load_before.ru_stime) / wall,
+        stages={
+            stage: (count - stages_before[stage][0], spent - stages_before[stage][1])
+            for stage, (count, spent) in stages_after.items()
+            if stage in stages_before
+        },
     )
     used = {pid: (after[pid][0] - before[pid][0], after[pid][1] - before[pid][1]) for pid in after if pid in before}
     if used:
@@ -546,6 +574,14 @@ def where_the_time_goes(median: dict[tuple[str, int], LoadResult]) -> None:
             f"{noop.loop_busy:.0%} for the no-op; CPU per request {service.cpu_ms_per_request:.3f} ms "
             f"and {noop.cpu_ms_per_request:.3f} ms"
         )
+        mean_ms = {stage: 1000 * total / count for stage, (count, total) in service.stages.items() if count}
+        if "inference" in mean_ms and "log" in mean_ms:
+            calls, images = service.stages["images"]
+            print(
+                f"{'  a batch of /predict at 32, off the loop (ms)':<52}{mean_ms['inference']:>6.2f} model, "
+                f"{mean_ms['log']:.2f} log commit; {images / calls:.1f} images a batch, one every "
+                f"{1000 * service.wall_seconds / calls:.2f} ms"
+            )
     if (SERVICE, 64) in median and (SERVICE_2, 64) in median:
         one, two, cores = median[(SERVICE, 64)], median[(SERVICE_2, 64)], os.cpu_count() or 1
         left = cores - two.load_cores  # what wrk leaves of the machine

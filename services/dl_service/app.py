@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         batcher = MicroBatcher(manager, config.batch_size, config.batch_wait_ms / 1000, config.max_queued_images)
         service = PredictionService(config, settings.central_storage_url, manager, batcher, log, metrics)
         batcher.record = service.record_batch  # each micro-batch is logged before any of it is answered
+        batcher.timed = lambda stage, seconds: metrics.batch_stage.labels(stage).observe(seconds)
         shadow = ShadowRunner(log, metrics) if config.log_predictions else None  # its output is only ever logged
         batcher.shadow = shadow
         batcher.start()

@@ -63,6 +63,7 @@ class Submitted:
 
 Outcome = BatchOutput | BaseException
 Recorder = Callable[[list[Submitted], list[Outcome]], list[Outcome]]
+StageTimer = Callable[[str, float], None]  # (stage, seconds) of each batch: dl_service_batch_stage_seconds
 
 
 @dataclass
@@ -80,10 +81,12 @@ class MicroBatcher:
         max_queued: int = 512,
         record: Recorder | None = None,
         shadow: ShadowRunner | None = None,
+        timed: StageTimer | None = None,
     ) -> None:
         self.manager, self.max_batch, self.max_wait = manager, max_batch, max_wait_seconds
         self.record = record  # durable before answering: what it turns into an error is answered as that error
         self.shadow = shadow  # runs the manager's shadow version, if any, on the images each batch predicted
+        self.timed = timed  # told how long each batch's model call took
         self.max_queued = max_queued  # images taken and not yet answered: past it a request is refused, not held
         self._queued = 0
         self._waiting: deque[_Pending] = deque()
@@ -152,7 +155,10 @@ class MicroBatcher:
 
     def _infer(self, model: ServedModel, shadow: Shadow | None, batch: list[_Pending]) -> list[Outcome]:
         """The batch through the production model, then handed (in this thread) to the shadow, if any."""
+        started = time.perf_counter()
         outcomes = _predict_isolating_failures(model, batch)
+        if self.timed is not None:
+            self.timed("inference", time.perf_counter() - started)
         if shadow is not None and self.shadow is not None:
             answered = [(item, out) for item, out in zip(batch, outcomes, strict=True) if isinstance(out, BatchOutput)]
             try:  # whatever happens to the shadow, these answers stand

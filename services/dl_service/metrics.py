@@ -20,6 +20,7 @@ from prometheus_client import (
 )
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0)
 
 
 class ServiceMetrics:
@@ -39,6 +40,14 @@ class ServiceMetrics:
         )
         self.batch_size = Histogram(
             "dl_service_batch_size", "Images per model call", buckets=(1, 2, 4, 8, 16, 32, 64), registry=registry
+        )
+        self.batch_stage = Histogram(
+            "dl_service_batch_stage_seconds",
+            "Seconds a micro-batch spends off the event loop, by stage: the model with its trust layer "
+            "(inference), the prediction log's group commit (log); its requests wait for both",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=registry,
         )
         self.model_version = Gauge(
             "dl_service_model_version",

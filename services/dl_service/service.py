@@ -125,7 +125,12 @@ class PredictionService:
         """The micro-batch's group commit, in the batcher's record thread, before any of its requests is answered:
         a prediction the log cannot keep (a full disk) is answered 503 instead. What is answered is counted
         here too, once per batch rather than once per request on the event loop."""
-        answered = self._log_batch(submitted, outcomes) if self.config.log_predictions else outcomes
+        if not self.config.log_predictions:
+            self._count(outcomes)
+            return outcomes
+        started = time.perf_counter()
+        answered = self._log_batch(submitted, outcomes)
+        self.metrics.batch_stage.labels("log").observe(time.perf_counter() - started)
         self._count(answered)
         return answered
 

@@ -418,7 +418,9 @@ def _engine(database_url: str) -> Engine:
 
 
 def _sqlite_write_ahead_log(connection: Any, _: Any) -> None:
-    """Readers (the monitor) never block the service's commits, and a commit is one fsync."""
+    """Readers (the monitor) never block the service's commits. A commit reaches the WAL without an fsync:
+    it survives the process being killed (what the log promises); a power cut may take the last commits,
+    which ``synchronous=FULL`` would not."""
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
 

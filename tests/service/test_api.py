@@ -341,6 +341,11 @@ def test_metrics_count_requests_and_served_version(client: TestClient, sample_im
     assert sum(float(count) for _, count in counted) == 4.0 and label in dict(counted)
     # Images per model call: the lone image, then the three of the batch request in one call.
     assert "dl_service_batch_size_count 2.0" in text and "dl_service_batch_size_sum 4.0" in text
+    # Where the two batches spent their time off the event loop: the model call, then the log's commit.
+    for stage in ("inference", "log"):
+        assert f'dl_service_batch_stage_seconds_count{{stage="{stage}"}} 2.0' in text
+        spent = re.search(rf'dl_service_batch_stage_seconds_sum\{{stage="{stage}"\}} (\S+)', text)
+        assert spent is not None and 0 < float(spent.group(1)) < 60
     assert f'dl_service_model_version{{model="{MODEL_NAME}",version="1"}} 1.0' in text
 
 
