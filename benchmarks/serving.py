@@ -6,13 +6,15 @@
   (f) the cost of the trust layer: /predict of the same model with and without calibration, prediction
       sets and the out-of-distribution score
   (g) the cost of shadow mode: /predict while a second version predicts every micro-batch and logs beside it
+  (h) /predict with batches of at most 16: at concurrency 32 the model computes one half while the event loop
+      reads the other, the overlap lock-step forgoes, and what it costs the model (the GIL they share)
 
 Three groups of interleaved rounds (each contender takes its turn every round, ROUNDS rounds, the
 order reversed every round; the tables show the median round and ratios are medians of the paired
 per-round ratios):
   - concurrency 1: /predict (multipart, raw body) and BentoML;
   - concurrency 32, one process each: (b) multipart and raw, (c) multipart and raw, (c') the log off,
-    (f), (g) and (e);
+    (f), (g), (h) and (e);
   - concurrency 64: /predict with one process and with two (uvicorn --workers 2, the machine's cores),
     the no-op and BentoML with two workers each.
 Then /predict at concurrency 8 and (d) at 32, one run each.
@@ -55,6 +57,7 @@ SERVICE_2, SERVICE_2_RAW = "(c) dl_service, 2 processes", "(c) dl_service, 2 pro
 NO_LOG, NO_TRUST = "(c') dl_service, logging off", "(f) dl_service, no trust layer"
 NAIVE, BENTOML, BENTOML_2 = "(d) naive per-request", "(e) BentoML 1.4 adaptive", "(e) BentoML 1.4, 2 workers"
 SHADOWED = "(g) dl_service + shadow version"
+HALF_BATCHES = "(h) dl_service, batches of 16"
 RAW_BODY = {NOOP_RAW: NOOP, SERVICE_RAW: SERVICE, SERVICE_2_RAW: SERVICE_2}  # contender -> the server it loads
 SERVICE_APP, NOOP_APP = "services.dl_service.app:create_app", "benchmarks.apps:create_noop_app"
 
@@ -415,7 +418,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as folder, contextlib.ExitStack() as servers:
         workdir = Path(folder)
         storage, trusted, shadowed, model_path = build_model(workdir, calibration)
-        raw = raw_throughput(model_path, image, args.seconds)
+        raw = {batch: raw_throughput(model_path, image, args.seconds, batch) for batch in (32, 16)}
 
         def service_env(name: str, storage_url: Path, **settings: str) -> dict[str, str]:
             return service_settings(workdir / name, storage_url, **settings)
@@ -434,6 +437,12 @@ def main() -> int:
             ),
             (NO_TRUST, uvicorn(SERVICE_APP), service_env("no-trust", storage), "/ready"),
             (SHADOWED, uvicorn(SERVICE_APP), service_env("shadow", shadowed), "/ready"),
+            (
+                HALF_BATCHES,
+                uvicorn(SERVICE_APP),
+                service_env("half-batches", trusted, MLOPS_SERVICE_BATCH_SIZE="16"),
+                "/ready",
+            ),
             (NOOP_2, uvicorn(NOOP_APP, workers=2), {}, "/docs"),
             (
                 SERVICE_2,
@@ -465,7 +474,7 @@ def main() -> int:
 
         groups[1] = interleaved(contenders(SERVICE, SERVICE_RAW, BENTOML), image, 1, args.seconds)
         groups[32] = interleaved(
-            contenders(NOOP, NOOP_RAW, SERVICE, SERVICE_RAW, NO_LOG, NO_TRUST, SHADOWED, BENTOML),
+            contenders(NOOP, NOOP_RAW, SERVICE, SERVICE_RAW, NO_LOG, NO_TRUST, SHADOWED, HALF_BATCHES, BENTOML),
             image,
             32,
             args.seconds,
@@ -501,9 +510,12 @@ def median_run(runs: list[LoadResult]) -> LoadResult:
     return sorted(runs, key=lambda r: r.requests_per_second)[len(runs) // 2]
 
 
-def report(raw: float, groups: dict[int, dict[str, list[LoadResult]]]) -> None:
+def report(raw: dict[int, float], groups: dict[int, dict[str, list[LoadResult]]]) -> None:
     print(f"\nServing benchmark ({os.cpu_count()} cores, wrk on loopback, one process each unless named)")
-    print(f"(a) raw in-process batched inference (batch 32): {raw:,.0f} images/s")
+    print(
+        "(a) raw in-process batched inference: "
+        + ", ".join(f"batch {b}: {rate:,.0f} images/s ({1000 * b / rate:.2f} ms a batch)" for b, rate in raw.items())
+    )
     median: dict[tuple[str, int], LoadResult] = {}
     for concurrency, rounds in sorted(groups.items()):
         print(
@@ -542,6 +554,7 @@ def report(raw: float, groups: dict[int, dict[str, list[LoadResult]]]) -> None:
     ratio_line("/predict vs the no-op upload, concurrency 32", SERVICE, NOOP, 32, ">= 0.5")
     ratio_line("/predict raw body vs the no-op raw body, concurrency 32", SERVICE_RAW, NOOP_RAW, 32, ">= 0.5")
     ratio_line("/predict vs BentoML, concurrency 32", SERVICE, BENTOML, 32, ">= 3")
+    ratio_line("batches of 16 vs 32, concurrency 32", HALF_BATCHES, SERVICE, 32, "none: the overlap's worth")
     naive = rate(NAIVE, 32)
     versus_naive = f"{rate(SERVICE, 32) / naive:>6.1f}x" if naive else "  (naive answered nothing in the run)"
     print(f"{'/predict vs naive, concurrency 32':<52}{versus_naive} (target >= 20)")
@@ -563,6 +576,17 @@ def report(raw: float, groups: dict[int, dict[str, list[LoadResult]]]) -> None:
         )
 
 
+def print_batch_stages(what: str, run: LoadResult) -> None:
+    """The mean batch of a dl_service run: its model call and log commit, its size, how often one went."""
+    mean_ms = {stage: 1000 * total / count for stage, (count, total) in run.stages.items() if count}
+    if "inference" in mean_ms and "log" in mean_ms:
+        calls, images = run.stages["images"]
+        print(
+            f"{what:<52}{mean_ms['inference']:>6.2f} model, {mean_ms['log']:.2f} log commit; "
+            f"{images / calls:.1f} images a batch, one every {1000 * run.wall_seconds / calls:.2f} ms"
+        )
+
+
 def where_the_time_goes(median: dict[tuple[str, int], LoadResult]) -> None:
     """What bounds the two ratios that compare the service with itself: how much of the run one process's
     event loop was busy, and how many requests per second the cores wrk leaves can hold at the CPU each
@@ -574,14 +598,9 @@ def where_the_time_goes(median: dict[tuple[str, int], LoadResult]) -> None:
             f"{noop.loop_busy:.0%} for the no-op; CPU per request {service.cpu_ms_per_request:.3f} ms "
             f"and {noop.cpu_ms_per_request:.3f} ms"
         )
-        mean_ms = {stage: 1000 * total / count for stage, (count, total) in service.stages.items() if count}
-        if "inference" in mean_ms and "log" in mean_ms:
-            calls, images = service.stages["images"]
-            print(
-                f"{'  a batch of /predict at 32, off the loop (ms)':<52}{mean_ms['inference']:>6.2f} model, "
-                f"{mean_ms['log']:.2f} log commit; {images / calls:.1f} images a batch, one every "
-                f"{1000 * service.wall_seconds / calls:.2f} ms"
-            )
+        for name, label in ((SERVICE, "a batch of /predict"), (HALF_BATCHES, "a batch of at most 16")):
+            if (name, 32) in median:
+                print_batch_stages(f"  {label} at 32, off the loop (ms)", median[(name, 32)])
     if (SERVICE, 64) in median and (SERVICE_2, 64) in median:
         one, two, cores = median[(SERVICE, 64)], median[(SERVICE_2, 64)], os.cpu_count() or 1
         left = cores - two.load_cores  # what wrk leaves of the machine
