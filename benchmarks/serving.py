@@ -17,7 +17,9 @@ per-round ratios):
     (f), (g), (h) and (e);
   - concurrency 64: /predict with one process and with two (uvicorn --workers 2, the machine's cores),
     the no-op and BentoML with two workers each.
-Then /predict at concurrency 8 and (d) at 32, one run each.
+Then /predict at concurrency 8 and (d) at 32, one run each. Every run also records the CPU the server's
+processes and wrk used, how busy the event loops were, and, for dl_service, its batches' model and log
+times (dl_service_batch_stage_seconds on its /metrics): what bounds the ratios, printed at the end.
 
     python benchmarks/serving.py [--seconds 8] [--skip-bentoml]        (part of make bench)
 
