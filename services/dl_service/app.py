@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.concurrency import run_in_threadpool
 
-from services.dl_service import review
+from services.dl_service import api_docs, review
 from services.dl_service.api import router
 from services.dl_service.batching import MicroBatcher
 from services.dl_service.metrics import ServiceMetrics
@@ -92,8 +92,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0",
         lifespan=lifespan,
         telemetry=NO_OPENTELEMETRY,
+        docs_url=None,  # FastAPI's pages load from a CDN; api_docs serves /docs from here
+        redoc_url=None,
     )
     app.include_router(router)
+    app.include_router(api_docs.router)
     app.include_router(review.router)
     return app
 

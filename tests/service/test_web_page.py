@@ -60,3 +60,32 @@ def test_upload_see_heat_map_and_send_feedback(
     with sqlite3.connect(database) as connection:  # committed before the page could say "recorded"
         rows = connection.execute("SELECT prediction_id, label FROM feedback").fetchall()
     assert rows == [(prediction_id, other)]
+
+
+def test_api_reference_works_with_nothing_but_the_service(server: str, tmp_path: Path) -> None:
+    """/docs renders and runs requests on a network with no CDN: every request stays here."""
+    require_chromium("the API reference test")
+    from playwright.sync_api import expect, sync_playwright
+
+    requested: list[str] = []
+    console: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.on("request", lambda request: requested.append(request.url))
+        page.on("console", lambda message: console.append(message.text))
+
+        page.goto(server + "/docs")
+        expect(page.locator(".opblock-summary-path", has_text="/predict/batch")).to_be_visible()
+        health = page.locator("#operations-operations-health_health_get")
+        health.locator(".opblock-summary").click()
+        health.get_by_role("button", name="Try it out").click()
+        health.get_by_role("button", name="Execute").click()
+        expect(health.locator(".live-responses-table tr.response .response-col_status")).to_contain_text("200")
+        screenshot(page, tmp_path, "api-docs.png")
+        browser.close()
+
+    assert server + "/docs/assets/swagger-ui-bundle.js" in requested and server + "/openapi.json" in requested
+    elsewhere = [url for url in requested if not url.startswith((server, "data:", "blob:"))]
+    assert not elsewhere, elsewhere
+    assert not [line for line in console if "Content Security Policy" in line], console

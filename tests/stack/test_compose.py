@@ -7,11 +7,13 @@ import fnmatch
 import importlib.metadata
 import importlib.util
 import json
+import os
 import re
 import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
@@ -190,7 +192,8 @@ def test_every_service_command_exists_in_its_image(resolved: dict[str, Any]) -> 
     module, _, factory = gunicorn[1].partition(":")
     assert importlib.util.find_spec(module) is not None and factory == "create_app()"
     namespace: dict[str, Any] = {}
-    exec(config.read_text(), namespace)  # the gunicorn settings file itself
+    with mock.patch.dict(os.environ):  # the file sets MLOPS_SERVICE_WORKERS for its workers: not for later tests
+        exec(config.read_text(), namespace)  # the gunicorn settings file itself
     worker_module = namespace["worker_class"].rsplit(".", 1)[0]
     assert importlib.util.find_spec(worker_module) is not None, f"{namespace['worker_class']} is not installed"
 

@@ -101,6 +101,9 @@ def test_stack_comes_up_healthy_and_runs_the_demo_end_to_end(stack_env: dict[str
     assert page.status_code == 200 and page.headers["x-frame-options"] == "DENY"
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert httpx.post("http://127.0.0.1:8080/admin/reload", timeout=10).status_code == 401
+    # The API reference's Swagger UI is in the slim image: nothing to fetch from a CDN.
+    bundle = httpx.get("http://127.0.0.1:8080/docs/assets/swagger-ui-bundle.js", timeout=10)
+    assert bundle.status_code == 200 and len(bundle.content) > 1_000_000
     # HTTPS with the certificate `up` wrote beside the env file (self-signed, for 127.0.0.1 too).
     certificate = Path(stack_env["MLOPS_STACK_ENV_FILE"]).parent / ".secrets" / "tls" / "tls.crt"
     secure = httpx.get("https://127.0.0.1:8443/health", verify=str(certificate), timeout=10)
