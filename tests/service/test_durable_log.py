@@ -50,6 +50,19 @@ def unreachable_database(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'no-such-folder' / 'predictions.db'}"
 
 
+def test_sqlite_commits_are_fsynced_so_a_power_cut_keeps_what_was_answered(tmp_path: Path) -> None:
+    """WAL (readers never block the writer) with an fsync per commit: SQLite's FULL, its value 2."""
+    log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}", tmp_path / "spool")
+    log.start()
+    try:
+        log.write([row(new_prediction_id())])
+        with log.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    finally:
+        log.close()
+
+
 def test_an_open_segment_of_a_live_process_is_never_claimed(tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     writer = PredictionLog(unreachable_database(tmp_path), spool)
