@@ -2,9 +2,10 @@
 
 A prediction is durable before its client sees it: the predictions of one micro-batch are committed
 together (``write``, called by the batcher), to the database, or, while it is unreachable, to an
-fsynced spool file, and only then are their responses released. A process killed with SIGKILL right after answering,
-or a machine losing power, has therefore logged everything it answered (SQLite fsyncs each commit too). When neither the database nor the spool can take a
-row (a full disk), the request fails with 503 instead of claiming a prediction it cannot keep.
+fsynced spool file, and only then are their responses released. A process killed with SIGKILL
+right after answering, or a machine losing power, has therefore logged everything it answered
+(SQLite fsyncs each commit too). When neither the database nor the spool can take a row (a full
+disk), the request fails with 503 instead of claiming a prediction it cannot keep.
 
 The spool folder is shared by every worker process (and replica). Each process appends only to
 its own ``<id>.open`` segment, closed (renamed to ``<id>.<n>rows.jsonl``) before each replay pass.
