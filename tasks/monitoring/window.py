@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import create_engine, inspect, select
+from sqlalchemy import Select, create_engine, inspect, select
 
 from configs.schema import MonitorConfig
 from tasks.core.errors import MlopsError
@@ -49,7 +49,7 @@ def load_window(database_url: str, model_name: str, version: str, config: Monito
         add_missing_columns(engine)  # a log an older service wrote: its rows read with nulls there
         with engine.connect() as connection:
             window = pd.DataFrame(connection.execute(query).mappings().all())
-            labels = pd.DataFrame(connection.execute(select(feedback).order_by(feedback.c.id)).mappings().all())
+            labels = pd.DataFrame(connection.execute(_feedback_on(query)).mappings().all())
     finally:
         engine.dispose()
     if window.empty:
@@ -61,6 +61,12 @@ def load_window(database_url: str, model_name: str, version: str, config: Monito
     stamps = dict(zip(ids, latest.get("created_at", []), strict=True))
     window["label_created_at"] = pd.to_datetime(window["id"].map(stamps), utc=True)  # SQLite's are naive UTC
     return window
+
+
+def _feedback_on(window: Select) -> Select:
+    """The feedback on the window's predictions only, oldest first: not the whole table, which only grows."""
+    ids = window.with_only_columns(predictions.c.id)
+    return select(feedback).where(feedback.c.prediction_id.in_(ids)).order_by(feedback.c.id)
 
 
 def expand_features(window: pd.DataFrame) -> pd.DataFrame:

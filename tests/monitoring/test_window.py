@@ -1,4 +1,4 @@
-"""The monitoring window on a real SQLite prediction log: which rows it keeps (last D days, newest N, one
+"""The monitoring window on a real prediction log, SQLite and PostgreSQL: which rows it keeps (last D days, newest N, one
 model version), in what order, with which feedback label, and how its JSON lists become feature columns."""
 
 from __future__ import annotations
@@ -56,10 +56,13 @@ def prediction_row(row_id: str, model: str, version: str, created_at: datetime, 
     }
 
 
-@pytest.fixture
-def log_url(tmp_path: Path) -> str:
-    """A SQLite prediction log holding ROWS (inserted out of time order) and FEEDBACK."""
-    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A prediction log holding ROWS (inserted out of time order) and FEEDBACK."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    else:
+        url = request.getfixturevalue("fresh_database")
     now = datetime.now(UTC)
     engine = create_engine(url)
     metadata.create_all(engine)
