@@ -1,5 +1,6 @@
-"""The monitoring window on a real prediction log, SQLite and PostgreSQL: which rows it keeps (last D days, newest N, one
-model version), in what order, with which feedback label, and how its JSON lists become feature columns."""
+"""The monitoring window on a real prediction log, SQLite and PostgreSQL: which rows it keeps (last D days,
+newest N, one model version), in what order, with which feedback label, and how its JSON lists become
+feature columns."""
 
 from __future__ import annotations
 
