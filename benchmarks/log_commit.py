@@ -3,7 +3,7 @@ with the service's time-ordered prediction ids (UUID version 7) against random o
 service's fsync per commit (``synchronous=FULL``, what keeps an answered prediction through a power cut)
 against none (``NORMAL``): the mean commit time over the first and the last 300 of BATCHES commits.
 
-    python benchmarks/log_commit.py [--batches 3000]        (about 30 s)
+    python benchmarks/log_commit.py [--batches 3000]        (about 45 s)
 """
 
 from __future__ import annotations

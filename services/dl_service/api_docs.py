@@ -19,6 +19,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
+from services.dl_service.api import PAGE_HEADERS
+
 router = APIRouter(include_in_schema=False)
 ASSETS_URL = "/docs/assets"
 DOCS_ASSETS = {
@@ -34,19 +36,15 @@ def assets_folder() -> Path:
 
 
 def page_policy(html: str) -> str:
-    """Only this origin's scripts, plus the page's own inline start-up script, pinned by its hash.
-
-    Swagger UI styles its widgets inline, so that is allowed; nothing may be fetched from, or
-    sent to, another origin.
-    """
+    """The web page's policy, widened by exactly what Swagger UI needs: the page's own inline start-up
+    script, pinned by its hash, and inline styles on its widgets. Nothing from another origin."""
     hashes = " ".join(
         f"'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'"
         for script in INLINE_SCRIPT.findall(html)
     )
-    return (
-        f"default-src 'none'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
-        "img-src 'self' data:; connect-src 'self'; "
-        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    policy = PAGE_HEADERS["Content-Security-Policy"]
+    return policy.replace("script-src 'self'", f"script-src 'self' {hashes}").replace(
+        "style-src 'self'", "style-src 'self' 'unsafe-inline'"
     )
 
 
@@ -62,7 +60,7 @@ def swagger_page(title: str, openapi_url: str) -> tuple[str, dict[str, str]]:
             swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
         ).body
     ).decode()
-    return html, {"Content-Security-Policy": page_policy(html), "X-Content-Type-Options": "nosniff"}
+    return html, {**PAGE_HEADERS, "Content-Security-Policy": page_policy(html)}
 
 
 @router.get("/docs")
@@ -77,5 +75,5 @@ async def docs_asset(name: str) -> FileResponse:
     if name not in DOCS_ASSETS:
         raise HTTPException(404, f"no API reference asset {name!r}")
     # Versioned with the package: a day in caches is safe, and spares the 1.5 MB on every visit.
-    headers = {"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"}
+    headers = {**PAGE_HEADERS, "Cache-Control": "public, max-age=86400"}
     return FileResponse(assets_folder() / name, media_type=DOCS_ASSETS[name], headers=headers)
